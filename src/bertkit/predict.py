@@ -1,0 +1,155 @@
+"""Batched prediction from a saved model: Python API (``bertkit.load(DIR).predict``) and files.
+
+A model directory written by bertkit carries ``run.yaml``; a plain Hugging Face token-classification
+directory works too (the task and tag scheme are then read off ``config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig
+
+from bertkit.atomic import atomic_path
+from bertkit.config import RunConfig, build_config, load_yaml
+from bertkit.errors import BertkitError
+from bertkit.evaluate import predict_features
+from bertkit.modeling import load_tokenizer
+from bertkit.readers.text import text_example
+from bertkit.records import Entity, TokenExample
+from bertkit.runtime import make_runtime
+from bertkit.tagschemes import detect_scheme
+from bertkit.tasks import TASKS, make_task
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURE_TASKS = {"ForTokenClassification": "ner"}
+
+
+class Predictor:
+    """A fine-tuned model ready to predict: ``Predictor.load(DIR).predict(["text", ...])``."""
+
+    def __init__(self, task: Any, model: Any, runtime: Any, batch_size: int = 64):
+        self.task, self.model, self.runtime, self.batch_size = task, model, runtime, batch_size
+
+    @classmethod
+    def load(cls, model_dir: str | Path, precision: str = "auto", batch_size: int = 64) -> Predictor:
+        cfg = saved_run_config(model_dir)
+        tokenizer = load_tokenizer(cfg.model)
+        id2label = hf_labels(model_dir)
+        labels = [id2label[i] for i in sorted(id2label)]
+        if cfg.task.tag_scheme == "auto":
+            cfg.task.tag_scheme = detect_scheme([labels])
+        task = make_task(cfg, tokenizer, labels)
+        from transformers import AutoModelForTokenClassification
+
+        model = AutoModelForTokenClassification.from_pretrained(str(model_dir))
+        return cls(task, model, make_runtime(precision), batch_size)
+
+    def predict_records(self, records: list[Any], desc: str = "predict") -> list[Any]:
+        features = self.task.encode(records)
+        return predict_features(self.model, self.task, records, features, self.runtime, self.batch_size, desc)
+
+    def predict(self, texts: list[str]) -> list[list[Entity]]:
+        """Entities of each text, with character offsets into it."""
+        records = [text_example(t) for t in texts]
+        return [self.task.entities(r, p) for r, p in zip(records, self.predict_records(records))]
+
+    def evaluate(self, path: str) -> dict:
+        records = self.task.read(path)
+        return self.task.metrics(self.predict_records(records, "evaluate"), records)
+
+    def predict_file(self, path: str, out: str) -> int:
+        """Predict every record of ``path`` and write them to ``out``; returns the record count."""
+        records = self.task.read(path, labelled=False)
+        predictions = self.predict_records(records)
+        if records and records[0].text is None and records[0].lines:
+            write_conll_with_tags(path, out, records, predictions)
+        else:
+            write_entity_lines(
+                out, records, [self.task.entities(r, p) for r, p in zip(records, predictions)], predictions
+            )
+        return len(records)
+
+
+def load(model_dir: str | Path, **kwargs: Any) -> Predictor:
+    """``bertkit.load(DIR)``: the model saved in DIR, ready to ``.predict(texts)``."""
+    return Predictor.load(model_dir, **kwargs)
+
+
+def saved_run_config(model_dir: str | Path) -> RunConfig:
+    """The config the model was trained with, pointed at ``model_dir``; inferred for plain HF models."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise BertkitError(f"{model_dir}: not a model directory (no config.json)")
+    run_yaml = model_dir / "run.yaml"
+    overrides = load_yaml(run_yaml) if run_yaml.is_file() else {}
+    task_name = overrides.pop("task", None) or task_from_architecture(model_dir)
+    if task_name not in TASKS:
+        raise BertkitError(f"{model_dir}: unknown task {task_name!r}")
+    for section in ("data", "train", "output"):
+        overrides.pop(section, None)  # where it was trained from does not matter for predicting
+    model = overrides.setdefault("model", {})
+    keep = {"max_length", "stride"}
+    overrides["model"] = {k: v for k, v in model.items() if k in keep}
+    overrides["model"]["name_or_path"] = str(model_dir)
+    cfg = build_config(task_name, TASKS[task_name].config_class, overrides)
+    return cfg
+
+
+def task_from_architecture(model_dir: Path) -> str:
+    config = AutoConfig.from_pretrained(str(model_dir))
+    for arch in config.architectures or []:
+        for suffix, task in ARCHITECTURE_TASKS.items():
+            if arch.endswith(suffix):
+                return task
+    raise BertkitError(f"{model_dir}: cannot tell the task from architectures {config.architectures}")
+
+
+def hf_labels(model_dir: str | Path) -> dict[int, str]:
+    return {int(k): v for k, v in AutoConfig.from_pretrained(str(model_dir)).id2label.items()}
+
+
+def write_conll_with_tags(src: str, out: str, records: list[TokenExample], predictions: list[Any]) -> None:
+    """The input file, line for line, with the predicted tag appended to every token line."""
+    tag_of_line = {}
+    for record, prediction in zip(records, predictions):
+        tag_of_line.update(zip(record.lines, prediction.tags))
+    with (
+        open(src, encoding="utf-8-sig", newline=None) as f,
+        atomic_path(out) as tmp,
+        open(tmp, "w", encoding="utf-8") as dst,
+    ):
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\n")
+            if number in tag_of_line:
+                sep = "\t" if "\t" in line else " "
+                line = f"{line}{sep}{tag_of_line[number]}"
+            dst.write(line + "\n")
+
+
+def write_entity_lines(
+    out: str, records: list[TokenExample], entities: list[list[Entity]], predictions: list[Any]
+) -> None:
+    """JSON lines: the text (or tokens) of each record with its entities, in input order."""
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as dst:
+        for record, ents, prediction in zip(records, entities, predictions):
+            row: dict[str, Any] = (
+                {"text": record.text}
+                if record.text is not None
+                else {"tokens": record.tokens, "tags": prediction.tags}
+            )
+            row["entities"] = [
+                {
+                    "text": e.text,
+                    "label": e.label,
+                    "start": e.start,
+                    "end": e.end,
+                    "score": round(e.score, 4) if e.score is not None else None,
+                }
+                for e in ents
+            ]
+            dst.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,14 @@
+"""Task families by name. Adding one means one module here and one line in ``TASKS``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bertkit.tasks.ner import NerTask
+
+TASKS: dict[str, type] = {"ner": NerTask}
+
+
+def make_task(cfg: Any, tokenizer: Any, labels: list[str] | None = None) -> Any:
+    """The task object for ``cfg.task_name`` with its config section, tokenizer and (known) labels."""
+    return TASKS[cfg.task_name](cfg.task, cfg.model, cfg.data, tokenizer, labels)

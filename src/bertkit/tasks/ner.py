@@ -1,0 +1,341 @@
+"""Named-entity recognition as token classification.
+
+Words are tagged on their first sub-word; sentences longer than the model's window are split into
+overlapping windows, and each word's prediction is taken from the one window that owns it, so every
+input word gets exactly one tag. Decoding keeps to the tag scheme's rules (Viterbi over allowed
+transitions) rather than taking each word's argmax.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForTokenClassification
+
+from bertkit.config import DataConfig, ModelConfig, option
+from bertkit.errors import BertkitError
+from bertkit.metrics import entity_scores
+from bertkit.modeling import load_model
+from bertkit.readers import read_token_file
+from bertkit.records import Entity, TokenExample
+from bertkit.tagschemes import SCHEMES, split_tag, tags_to_spans
+from bertkit.tasks.base import Batch
+from bertkit.tasks.tag_decoding import TagDecoder, WordTags
+from bertkit.tasks.windows import owning_windows, window_starts
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+SCHEME_PREFIXES = {"io": "I", "iob1": "BI", "iob2": "BI", "bioes": "BIES", "bmes": "BMES"}
+
+
+@dataclass
+class NerConfig:
+    token_column: int = option(0, "CoNLL column holding the token")
+    tag_column: int = option(-1, "CoNLL column holding the tag (negative counts from the end)")
+    tag_scheme: str = option(
+        "auto", "tag scheme of the data (auto: detect from train)", "--tag-scheme", choices=("auto", *SCHEMES)
+    )
+    labels: list[str] | None = option(
+        None, "fixed label set, comma-separated; other tags are errors", "--labels"
+    )
+    label_all_subwords: bool = option(False, "train on every sub-word of a word, not just the first")
+    document_context: bool = option(
+        False,
+        "fill each window with neighbouring sentences of the same document as unlabelled context",
+        "--document-context",
+    )
+    decode: str = option(
+        "viterbi",
+        "viterbi keeps to the scheme's allowed transitions; argmax does not",
+        choices=("viterbi", "argmax"),
+    )
+    strip_position_suffix: bool = option(
+        False, "strip a trailing position number from each token (Weibo NER's 我0)"
+    )
+
+
+@dataclass
+class TokenFeature:
+    """One window: sub-word ids with special tokens, labels, and the words this window owns."""
+
+    input_ids: list[int]
+    labels: list[int]
+    record: int
+    slots: list[tuple[int, int]]  # (position in the window, word index) of each owned word
+
+
+class NerTask:
+    name = "ner"
+    main_metric = "f1"
+    config_class = NerConfig
+
+    def __init__(
+        self,
+        cfg: NerConfig,
+        model_cfg: ModelConfig,
+        data_cfg: DataConfig,
+        tokenizer: Any,
+        labels: list[str] | None = None,
+    ):
+        self.cfg, self.model_cfg, self.data_cfg, self.tokenizer = cfg, model_cfg, data_cfg, tokenizer
+        self.labels = labels
+        self.prefix_ids, self.suffix_ids = special_token_ids(tokenizer)
+        budget = model_cfg.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        if budget < 2:
+            raise BertkitError(f"max_length {model_cfg.max_length} leaves no room for text")
+        self.window = budget
+        self.stride = min(model_cfg.stride, budget // 2)
+        if self.stride != model_cfg.stride:
+            log.info(
+                "stride %d does not fit windows of %d sub-words; using %d",
+                model_cfg.stride,
+                budget,
+                self.stride,
+            )
+
+    @property
+    def scheme(self) -> str:
+        return self.cfg.tag_scheme
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels or [])}
+
+    def read(self, path: str, *, labelled: bool = True) -> list[TokenExample]:
+        corpus = read_token_file(
+            path,
+            format=self.data_cfg.format,
+            token_column=self.cfg.token_column,
+            tag_column=self.cfg.tag_column if labelled else None,
+            scheme=self.cfg.tag_scheme,
+            labels=self.cfg.labels,
+            on_bad_line=self.data_cfg.on_bad_line,
+            strip_position_suffix=self.cfg.strip_position_suffix,
+        )
+        if self.cfg.tag_scheme == "auto" and any(ex.tags for ex in corpus.examples):
+            self.cfg.tag_scheme = corpus.scheme  # fixed from now on, and written to run.yaml
+        return corpus.examples
+
+    def setup(self, train: Sequence[TokenExample]) -> None:
+        """Label set: every tag the scheme allows for each type seen in train (or the fixed set)."""
+        if self.cfg.labels:
+            self.labels = ["O", *[t for t in self.cfg.labels if t != "O"]]
+            return
+        types = sorted({split_tag(t)[1] for ex in train for t in ex.tags or [] if t != "O"})
+        if not types:
+            raise BertkitError("the training data holds no entities: nothing to learn")
+        prefixes = SCHEME_PREFIXES["iob2" if self.scheme == "auto" else self.scheme]
+        self.labels = ["O", *[f"{p}-{t}" for t in types for p in prefixes]]
+        log.info("%d entity types, %d labels: %s", len(types), len(self.labels), ", ".join(types))
+
+    # -- records -> features ------------------------------------------------------------------------
+
+    def encode(self, records: Sequence[TokenExample]) -> list[TokenFeature]:
+        pieces = self.subword_pieces(records)
+        contexts = self.document_contexts(records, pieces) if self.cfg.document_context else None
+        features, unseen = [], Counter()
+        for r, (record, words) in enumerate(zip(records, pieces)):
+            labels = self.word_labels(record, unseen)
+            left, right = contexts[r] if contexts else ([], [])
+            features += self.windows(r, words, labels, left, right)
+        self.log_counts(records, pieces, features, unseen)
+        return features
+
+    def subword_pieces(self, records: Sequence[TokenExample]) -> list[list[list[int]]]:
+        """Sub-word ids of every word; a word the tokenizer drops entirely (e.g. U+200B) becomes [UNK]."""
+        enc = self.tokenizer(
+            [list(r.tokens) for r in records], is_split_into_words=True, add_special_tokens=False
+        )
+        out = []
+        self.unk_words = 0
+        for i, record in enumerate(records):
+            words: list[list[int]] = [[] for _ in record.tokens]
+            for token_id, word in zip(enc["input_ids"][i], enc.word_ids(i)):
+                words[word].append(token_id)
+            for w in words:
+                if not w:
+                    w.append(self.tokenizer.unk_token_id)
+                    self.unk_words += 1
+            out.append(words)
+        return out
+
+    def word_labels(self, record: TokenExample, unseen: Counter) -> list[int] | None:
+        if record.tags is None:
+            return None
+        ids = self.label2id
+        for tag in record.tags:
+            if tag not in ids:
+                unseen[tag] += 1
+        return [ids.get(tag, IGNORE) for tag in record.tags]
+
+    def windows(
+        self, r: int, words: list[list[int]], labels: list[int] | None, left: list[int], right: list[int]
+    ) -> list[TokenFeature]:
+        flat = [*left]
+        first = []
+        for w in words:
+            first.append(len(flat))
+            flat += w
+        flat += right
+        starts = window_starts(len(flat), self.window, self.stride)
+        owners = owning_windows(len(flat), starts, self.window)
+        features = []
+        for wi, start in enumerate(starts):
+            ids = [*self.prefix_ids, *flat[start : start + self.window], *self.suffix_ids]
+            offset = len(self.prefix_ids) - start
+            slots = [(first[w] + offset, w) for w in range(len(words)) if owners[first[w]] == wi]
+            window_labels = [IGNORE] * len(ids)
+            for pos, w in slots if labels is not None else ():
+                window_labels[pos] = labels[w]
+                if self.cfg.label_all_subwords:
+                    last = min(pos + len(words[w]), len(ids) - len(self.suffix_ids))
+                    for p in range(pos + 1, last):
+                        window_labels[p] = self.continuation_label(labels[w])
+            features.append(TokenFeature(ids, window_labels, r, slots))
+        return features
+
+    def continuation_label(self, label_id: int) -> int:
+        """The label of a word's later sub-words: B-X continues as I-X (or M-X), S-X as E-X."""
+        if label_id == IGNORE:
+            return IGNORE
+        prefix, kind = split_tag(self.labels[label_id])
+        follow = {"B": "M" if self.scheme == "bmes" else "I", "S": "E"}.get(prefix)
+        return self.label2id.get(f"{follow}-{kind}", label_id) if follow else label_id
+
+    def document_contexts(
+        self, records: Sequence[TokenExample], pieces: list[list[list[int]]]
+    ) -> list[tuple[list[int], list[int]]]:
+        """Sub-words of the neighbouring sentences of the same document, up to the free window space."""
+        docs: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for r, record in enumerate(records):
+            docs[(record.path, record.doc_id)].append(r)
+        out: list[tuple[list[int], list[int]]] = [([], []) for _ in records]
+        for members in docs.values():
+            flat = [[t for w in pieces[r] for t in w] for r in members]
+            for k, r in enumerate(members):
+                budget = self.window - len(flat[k])
+                if budget <= 0:
+                    continue
+                left = gather(flat[k - 1 :: -1] if k else [], budget, reverse=True)
+                right = gather(flat[k + 1 :], budget)
+                take_right = min(len(right), budget - min(len(left), budget // 2))
+                take_left = min(len(left), budget - take_right)
+                out[r] = (left[len(left) - take_left :], right[:take_right])
+        return out
+
+    def log_counts(
+        self, records: Sequence[TokenExample], pieces: list, features: list, unseen: Counter
+    ) -> None:
+        path = records[0].path if records else "?"
+        split = len(features) - len(records)
+        log.info(
+            "%s: %d sentences, %d words, %d windows (%d extra from long sentences), %d words without "
+            "sub-words given [UNK]",
+            path,
+            len(records),
+            sum(len(p) for p in pieces),
+            len(features),
+            max(split, 0),
+            self.unk_words,
+        )
+        if unseen:
+            shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(8))
+            log.warning(
+                "%s: %d tag(s) not in the training label set: %s; they are scored as missed",
+                path,
+                sum(unseen.values()),
+                shown,
+            )
+
+    def collate(self, features: Sequence[TokenFeature]) -> Batch:
+        """Dynamic padding to the longest window of the batch."""
+        length = max(len(f.input_ids) for f in features)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = [f.input_ids + [pad] * (length - len(f.input_ids)) for f in features]
+        mask = [[1] * len(f.input_ids) + [0] * (length - len(f.input_ids)) for f in features]
+        labels = [f.labels + [IGNORE] * (length - len(f.labels)) for f in features]
+        return {
+            "input_ids": torch.tensor(ids),
+            "attention_mask": torch.tensor(mask),
+            "labels": torch.tensor(labels),
+            "record": [f.record for f in features],
+            "slots": [f.slots for f in features],
+        }
+
+    # -- model ---------------------------------------------------------------------------------------
+
+    def build_model(self) -> torch.nn.Module:
+        return load_model(
+            AutoModelForTokenClassification,
+            self.model_cfg,
+            num_labels=len(self.labels),
+            id2label=dict(enumerate(self.labels)),
+            label2id=self.label2id,
+        )
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> Any:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
+        labels = batch["labels"]
+        logits = outputs.logits.float()
+        if not bool((labels != IGNORE).any()):
+            return logits.sum() * 0.0  # a batch of windows that own no labelled word
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    # -- features -> predictions ---------------------------------------------------------------------
+
+    def decoder(self, records: Sequence[TokenExample], features: Sequence[TokenFeature]) -> TagDecoder:
+        return TagDecoder(
+            self.labels,
+            self.scheme,
+            self.cfg.decode,
+            [len(r) for r in records],
+            Counter(f.record for f in features),
+        )
+
+    def metrics(self, predictions: list[WordTags], records: Sequence[TokenExample]) -> dict:
+        if any(r.tags is None for r in records):
+            path = next(r.path for r in records if r.tags is None)
+            raise BertkitError(f"{path}: the file has no tags to evaluate against")
+        return entity_scores([r.tags for r in records], [p.tags for p in predictions], self.scheme)
+
+    def entities(self, record: TokenExample, prediction: WordTags) -> list[Entity]:
+        """Predicted entities as character spans of the record's text (token spans when it has none)."""
+        out = []
+        for span in tags_to_spans(prediction.tags, self.scheme):
+            score = float(np.mean(prediction.probs[span.start : span.end]))
+            if record.offsets is not None and record.text is not None:
+                start, end = record.offsets[span.start][0], record.offsets[span.end - 1][1]
+                out.append(Entity(record.text[start:end], span.label, start, end, score))
+            else:
+                text = " ".join(record.tokens[span.start : span.end])
+                out.append(Entity(text, span.label, span.start, span.end, score))
+        return out
+
+
+def special_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single sequence ([CLS] and [SEP] for BERT)."""
+    enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+    ids, word_ids = enc["input_ids"], enc.word_ids()
+    first = word_ids.index(0)
+    last = len(word_ids) - 1 - word_ids[::-1].index(0)
+    return ids[:first], ids[last + 1 :]
+
+
+def gather(sentences: Sequence[list[int]], budget: int, reverse: bool = False) -> list[int]:
+    """Concatenate sentences (nearest first) until ``budget`` ids are collected; keep reading order."""
+    out: list[int] = []
+    for ids in sentences:
+        out = ids + out if reverse else out + ids
+        if len(out) >= budget:
+            break
+    return out

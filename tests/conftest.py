@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny random BERT saved in the Hugging Face layout, and synthetic tagged data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
+CITIES = ["paris", "berlin", "tokyo", "lima", "oslo", "cairo"]
+FILLER = ["the", "a", "went", "to", "saw", "met", "in", "and", "with", "today", "then", "home", "big", "old"]
+SURNAME = "smith"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *NAMES, *CITIES, *FILLER, SURNAME, ".", ",",
+         *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
+
+
+def synthetic_sentence(rng: random.Random, length: int) -> tuple[list[str], list[str]]:
+    """Filler words with person names (optionally + 'smith') as PER and cities as LOC, IOB2."""
+    tokens, tags = [], []
+    while len(tokens) < length:
+        roll = rng.random()
+        if roll < 0.15:
+            tokens.append(rng.choice(NAMES))
+            tags.append("B-PER")
+            if rng.random() < 0.5:
+                tokens.append(SURNAME)
+                tags.append("I-PER")
+        elif roll < 0.27:
+            tokens.append(rng.choice(CITIES))
+            tags.append("B-LOC")
+        else:
+            tokens.append(rng.choice(FILLER))
+            tags.append("O")
+    return tokens, tags
+
+
+def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for tokens, tags in sentences:
+            for token, tag in zip(tokens, tags):
+                f.write(f"{token}\t{tag}\n")
+            f.write("\n")
+    return path
+
+
+def make_tiny_bert(out: Path, layers: int = 2, hidden: int = 32, max_positions: int = 64) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    # transformers 5 takes the vocabulary itself; `vocab_file=` alone silently gives an all-[UNK] tokenizer
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    tokenizer.save_pretrained(out)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=max_positions)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-hidden random BERT with a WordPiece vocabulary of the synthetic words."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_ner(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Train/dev/test CoNLL files of the synthetic PER/LOC pattern."""
+    folder = tmp_path_factory.mktemp("synthetic_ner")
+    rng = random.Random(7)
+    sizes = {"train": 160, "dev": 40, "test": 40}
+    return {split: write_conll(folder / f"{split}.conll",
+                               [synthetic_sentence(rng, rng.randint(3, 12)) for _ in range(n)])
+            for split, n in sizes.items()}
