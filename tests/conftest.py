@@ -13,8 +13,21 @@ NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
 CITIES = ["paris", "berlin", "tokyo", "lima", "oslo", "cairo"]
 FILLER = ["the", "a", "went", "to", "saw", "met", "in", "and", "with", "today", "then", "home", "big", "old"]
 SURNAME = "smith"
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *NAMES, *CITIES, *FILLER, SURNAME, ".", ",",
-         *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *NAMES,
+    *CITIES,
+    *FILLER,
+    SURNAME,
+    ".",
+    ",",
+    *"abcdefghijklmnopqrstuvwxyz",
+    *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"],
+]
 
 
 def synthetic_sentence(rng: random.Random, length: int) -> tuple[list[str], list[str]]:
@@ -51,9 +64,14 @@ def make_tiny_bert(out: Path, layers: int = 2, hidden: int = 32, max_positions: 
     # transformers 5 takes the vocabulary itself; `vocab_file=` alone silently gives an all-[UNK] tokenizer
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
     tokenizer.save_pretrained(out)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=max_positions)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_positions,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(out)
     return out
@@ -71,6 +89,9 @@ def synthetic_ner(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("synthetic_ner")
     rng = random.Random(7)
     sizes = {"train": 160, "dev": 40, "test": 40}
-    return {split: write_conll(folder / f"{split}.conll",
-                               [synthetic_sentence(rng, rng.randint(3, 12)) for _ in range(n)])
-            for split, n in sizes.items()}
+    return {
+        split: write_conll(
+            folder / f"{split}.conll", [synthetic_sentence(rng, rng.randint(3, 12)) for _ in range(n)]
+        )
+        for split, n in sizes.items()
+    }

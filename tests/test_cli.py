@@ -17,16 +17,47 @@ from bertkit.cli import main
 @pytest.fixture(scope="module")
 def trained(tiny_bert, synthetic_ner, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "model"
-    code = main(["-q", "finetune", "ner", "--model", str(tiny_bert), "--train", str(synthetic_ner["train"]),
-                 "--dev", str(synthetic_ner["dev"]), "--test", str(synthetic_ner["test"]), "--out", str(out),
-                 "--epochs", "12", "--lr", "3e-3", "--batch-size", "16", "--max-length", "16", "--stride", "4"])
+    code = main(
+        [
+            "-q",
+            "finetune",
+            "ner",
+            "--model",
+            str(tiny_bert),
+            "--train",
+            str(synthetic_ner["train"]),
+            "--dev",
+            str(synthetic_ner["dev"]),
+            "--test",
+            str(synthetic_ner["test"]),
+            "--out",
+            str(out),
+            "--epochs",
+            "12",
+            "--lr",
+            "3e-3",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "16",
+            "--stride",
+            "4",
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_finetune_writes_the_run_directory(trained):
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "run.yaml", "metrics.json",
-                 "train_log.jsonl", "curves.png"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "run.yaml",
+        "metrics.json",
+        "train_log.jsonl",
+        "curves.png",
+    ):
         assert (trained / name).is_file(), name
     assert not list(trained.glob(".*tmp")) and not list(trained.glob(".saving-*"))
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -50,8 +81,21 @@ def test_run_yaml_repeats_the_run(trained, tmp_path):
 
 def test_evaluate_prints_and_writes_metrics(trained, synthetic_ner, tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert main(["-q", "evaluate", "--model", str(trained), "--data", str(synthetic_ner["test"]),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                "--model",
+                str(trained),
+                "--data",
+                str(synthetic_ner["test"]),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(out.read_text())
     expected = json.loads((trained / "metrics.json").read_text())["after"]
     assert metrics["f1"] == pytest.approx(expected["f1"])
@@ -88,21 +132,40 @@ def test_predict_text_gives_entities_with_character_offsets(trained, tmp_path):
     assert [r["text"] for r in rows] == texts
     for row in rows:
         for ent in row["entities"]:
-            assert row["text"][ent["start"]:ent["end"]] == ent["text"]
-    assert [(e["text"], e["label"]) for e in rows[0]["entities"]] == [("Alice Smith", "PER"), ("Paris", "LOC")]
+            assert row["text"][ent["start"] : ent["end"]] == ent["text"]
+    assert [(e["text"], e["label"]) for e in rows[0]["entities"]] == [
+        ("Alice Smith", "PER"),
+        ("Paris", "LOC"),
+    ]
     assert rows[1]["entities"] == []
 
 
 def test_python_api_predicts_entities(trained):
     [entities] = bertkit.load(str(trained)).predict(["we met bob in lima"])
-    assert [(e.text, e.label, e.start, e.end) for e in entities] == [("bob", "PER", 7, 10), ("lima", "LOC", 14, 18)]
+    assert [(e.text, e.label, e.start, e.end) for e in entities] == [
+        ("bob", "PER", 7, 10),
+        ("lima", "LOC", 14, 18),
+    ]
 
 
 def test_malformed_training_file_names_file_and_line(tiny_bert, synthetic_ner, tmp_path, capsys):
     bad = tmp_path / "bad.conll"
     bad.write_text("alice\tB-PER\nwent\tO\textra\n\n", encoding="utf-8")
-    code = main(["-q", "finetune", "ner", "--model", str(tiny_bert), "--train", str(bad),
-                 "--dev", str(synthetic_ner["dev"]), "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "-q",
+            "finetune",
+            "ner",
+            "--model",
+            str(tiny_bert),
+            "--train",
+            str(bad),
+            "--dev",
+            str(synthetic_ner["dev"]),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert f"{bad}:2:" in err and "column" in err
@@ -110,8 +173,25 @@ def test_malformed_training_file_names_file_and_line(tiny_bert, synthetic_ner, t
 
 def test_only_train_given_holds_out_a_seeded_dev_split(tiny_bert, synthetic_ner, tmp_path, caplog):
     out = tmp_path / "split"
-    assert main(["finetune", "ner", "--model", str(tiny_bert), "--train", str(synthetic_ner["train"]),
-                 "--out", str(out), "--train.max_steps", "2", "--output.plot", "false"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "ner",
+                "--model",
+                str(tiny_bert),
+                "--train",
+                str(synthetic_ner["train"]),
+                "--out",
+                str(out),
+                "--train.max_steps",
+                "2",
+                "--output.plot",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert "holding out 16 of 160 training records as dev (seed 42)" in caplog.text
     assert json.loads((out / "metrics.json").read_text())["split"] == "dev"
     assert not (out / "curves.png").exists()

@@ -16,9 +16,32 @@ from bertkit.loop import length_grouped_batches
 
 
 def finetune_args(tiny_bert: Path, data: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["-q", "finetune", "ner", "--model", str(tiny_bert), "--train", str(data["train"]),
-            "--dev", str(data["dev"]), "--test", str(data["test"]), "--out", str(out),
-            "--batch-size", "16", "--max-length", "16", "--stride", "4", "--lr", "3e-3", "--seed", "3", *extra]
+    return [
+        "-q",
+        "finetune",
+        "ner",
+        "--model",
+        str(tiny_bert),
+        "--train",
+        str(data["train"]),
+        "--dev",
+        str(data["dev"]),
+        "--test",
+        str(data["test"]),
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--max-length",
+        "16",
+        "--stride",
+        "4",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 def test_tiny_model_learns_the_pattern_and_loss_falls(tiny_bert, synthetic_ner, tmp_path):

@@ -6,13 +6,23 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bertkit import datasets
 from bertkit.atomic import write_json
-from bertkit.config import SECTIONS, add_config_arguments, build_config, load_yaml, merge, overrides_from_args
+from bertkit.config import (
+    SECTIONS,
+    RunConfig,
+    add_config_arguments,
+    build_config,
+    load_yaml,
+    merge,
+    overrides_from_args,
+)
 from bertkit.errors import BertkitError
 from bertkit.tasks import TASKS
+from bertkit.tune import TuneConfig
 
 log = logging.getLogger("bertkit")
 
@@ -23,17 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     finetune = verbs.add_parser("finetune", help="fine-tune a model on a task", allow_abbrev=False)
-    tasks = finetune.add_subparsers(dest="task", required=True, metavar="TASK")
-    for name, task_cls in TASKS.items():
-        sub = tasks.add_parser(
-            name,
-            help=(task_cls.__doc__ or name).strip().splitlines()[0],
-            allow_abbrev=False,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
-        sub.add_argument("--config", metavar="YAML", help="run.yaml to start from; flags override it")
-        add_config_arguments(sub, {**SECTIONS, name: task_cls.config_class})
-        sub.set_defaults(func=run_finetune)
+    add_task_parsers(finetune, run_finetune)
+    tune = verbs.add_parser(
+        "tune", help="search learning rate, batch size, epochs and warm-up on dev", allow_abbrev=False
+    )
+    for sub in add_task_parsers(tune, run_tune, {"tune": TuneConfig}):
+        sub.add_argument("--trials", type=int, default=20, metavar="N", help="fine-tuning runs to try")
 
     evaluate = verbs.add_parser(
         "evaluate", help="score a fine-tuned model on a labelled file", allow_abbrev=False
@@ -57,11 +62,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_flags(predict)
     predict.set_defaults(func=run_predict)
 
+    report = verbs.add_parser(
+        "report", help="render a run's metrics and plots as one page", allow_abbrev=False
+    )
+    report.add_argument("run_dir", metavar="DIR", help="output directory of a fine-tuning run")
+    report.add_argument(
+        "--format", default="md", choices=("md", "html"), help="Markdown or self-contained HTML"
+    )
+    report.add_argument("--out", metavar="FILE", help="where to write it (default DIR/report.FORMAT)")
+    report.set_defaults(func=run_report)
+
     data = verbs.add_parser("datasets", help="list registered data sets, or fetch one", allow_abbrev=False)
     data.add_argument("name", nargs="?", help="data set to resolve (downloaded when missing)")
     data.add_argument("--data-dir", help="where data sets live (default $BERTKIT_DATA_DIR or the user cache)")
     data.set_defaults(func=run_datasets)
     return parser
+
+
+def add_task_parsers(
+    verb: argparse.ArgumentParser,
+    func: Callable[[argparse.Namespace], int],
+    extra: dict[str, type] | None = None,
+) -> list[argparse.ArgumentParser]:
+    """One sub-command per task family, with ``--config`` and a flag for every field of its sections."""
+    tasks = verb.add_subparsers(dest="task", required=True, metavar="TASK")
+    parsers = []
+    for name, task_cls in TASKS.items():
+        sub = tasks.add_parser(
+            name,
+            help=(task_cls.__doc__ or name).strip().splitlines()[0],
+            allow_abbrev=False,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        sub.add_argument("--config", metavar="YAML", help="run.yaml to start from; flags override it")
+        add_config_arguments(sub, {**SECTIONS, name: task_cls.config_class, **(extra or {})})
+        sub.set_defaults(func=func)
+        parsers.append(sub)
+    return parsers
 
 
 def add_inference_flags(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +121,22 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
 def run_finetune(args: argparse.Namespace) -> int:
     from bertkit.finetune import finetune
 
+    finetune(config_from_args(args))
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from bertkit.tune import tune, tune_config
+
+    tune(config_from_args(args), tune_config(overrides_from_args(args).get("tune", {})), args.trials)
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's config: defaults < a registered data set's needs < ``--config`` YAML < flags."""
     overrides: dict[str, Any] = {}
     cli = overrides_from_args(args)
+    cli.pop("tune", None)  # the search space of `bertkit tune`, not part of a run
     dataset = cli.get("data", {}).get("dataset")
     if args.config:
         overrides = load_yaml(args.config)
@@ -94,9 +145,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         dataset = dataset or overrides.get("data", {}).get("dataset")
     if dataset:  # the data set's own needs (e.g. Weibo's position suffixes) sit under the user's choices
         overrides = merge(datasets.get_spec(dataset).config, overrides)
-    cfg = build_config(args.task, TASKS[args.task].config_class, merge(overrides, cli))
-    finetune(cfg)
-    return 0
+    return build_config(args.task, TASKS[args.task].config_class, merge(overrides, cli))
 
 
 def load_predictor(args: argparse.Namespace) -> Any:
@@ -111,10 +160,10 @@ def load_predictor(args: argparse.Namespace) -> Any:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from bertkit.evaluate import format_entity_table
+    from bertkit.evaluate import format_table
 
     metrics = load_predictor(args).evaluate(args.data)
-    print(format_entity_table({args.model: metrics}, f"{args.data}"))
+    print(format_table({args.model: metrics}, f"{args.data}"))
     if args.out:
         write_json(args.out, metrics)
     return 0
@@ -123,6 +172,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     count = load_predictor(args).predict_file(args.input, args.out)
     log.info("wrote predictions for %d records to %s", count, args.out)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from bertkit.report import write_report
+
+    print(write_report(args.run_dir, args.format, args.out))
     return 0
 
 

@@ -158,21 +158,27 @@ def merge(base: dict[str, dict[str, Any]], top: dict[str, dict[str, Any]]) -> di
 def coerce(value: Any, hint: Any, name: str, fld: dataclasses.Field | None = None) -> Any:
     """Turn a YAML or command-line value into the field's type, or say what was expected."""
     optional = type(None) in typing.get_args(hint)
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if optional:
             return None
         raise BertkitError(f"{name} must not be empty")
     try:
         if typing.get_origin(base) is list:
+            (item_type,) = typing.get_args(base)
             items = value.split(",") if isinstance(value, str) else list(value)
-            value = [str(v).strip() for v in items if str(v).strip()]
+            value = [item_type(str(v).strip()) for v in items if str(v).strip()]
         elif base is bool:
             value = parse_bool(value)
-        elif base in (int, float, str):
-            value = base(value)
-            if base is int and isinstance(value, float):
+        elif base in (int, float):
+            # YAML gives bools and floats as such: `batch_size: 3.5` or `lr: true` are mistakes, not 3 or 1.0
+            if isinstance(value, bool) or (
+                base is int and isinstance(value, float) and not value.is_integer()
+            ):
                 raise ValueError
+            value = base(value)
+        elif base is str:
+            value = str(value)
     except (TypeError, ValueError) as err:
         raise BertkitError(f"{name}: expected {getattr(base, '__name__', base)}, got {value!r}") from err
     choices = fld.metadata.get("choices") if fld is not None else None

@@ -62,6 +62,21 @@ def evaluate_records(
     return task.metrics(predictions, records)
 
 
+def format_table(columns: dict[str, dict], title: str = "") -> str:
+    """A plain-text table of the metrics in ``columns`` (e.g. {"before": {...}, "after": {...}})."""
+    if all("per_type" in m for m in columns.values()):
+        return format_entity_table(columns, title)
+    names = [k for k, v in next(iter(columns.values())).items() if isinstance(v, float)]
+    lines = [title] if title else []
+    lines.append(f"{'':<14}" + "".join(f"{c:>12}" for c in columns))
+    for name in names:
+        cells = "".join(
+            f"{m[name]:>12.4f}" if isinstance(m.get(name), float) else f"{'-':>12}" for m in columns.values()
+        )
+        lines.append(f"{name[:14]:<14}{cells}")
+    return "\n".join(lines)
+
+
 def format_entity_table(metrics: dict[str, dict], title: str = "") -> str:
     """A plain-text table of P/R/F1 for each column in ``metrics`` ({"before": {...}, "after": {...}})."""
     columns = list(metrics)

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,21 @@ from bertkit.atomic import write_json, write_text
 from bertkit.checkpoint import load_weights, save_model
 from bertkit.config import RunConfig
 from bertkit.errors import BertkitError
-from bertkit.evaluate import evaluate_records, format_entity_table
+from bertkit.evaluate import evaluate_records, format_table, predict_features
 from bertkit.loop import TrainLog, fit
 from bertkit.modeling import load_tokenizer
-from bertkit.plots import plot_curves
+from bertkit.plots import plot_confusion, plot_curves
 from bertkit.runtime import make_runtime, seed_everything
 from bertkit.tasks import make_task
 
 log = logging.getLogger(__name__)
 
 
-def finetune(cfg: RunConfig) -> dict[str, Any]:
-    """Run the whole recipe for ``cfg``; return the metrics written to ``metrics.json``."""
+def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Run the whole recipe for ``cfg``; return the metrics written to ``metrics.json``.
+
+    ``on_eval(step, dev_metrics)`` is called after each dev evaluation (and may raise to stop the run).
+    """
     started = time.perf_counter()
     out = require_out_dir(cfg)
     resume_from = checkpoint_to_resume(cfg)
@@ -43,6 +47,7 @@ def finetune(cfg: RunConfig) -> dict[str, Any]:
     dev = task.read(paths["dev"]) if paths.get("dev") else None
     if dev is None:
         train, dev = split_dev(train, cfg.data.dev_fraction, cfg.train.seed)
+    train = task.augment_train(train, cfg.train.seed)  # after the split: no copy of a dev text in train
     test = task.read(paths["test"]) if paths.get("test") else None
     task.setup(train)
     write_text(out / "run.yaml", repeatable(cfg).to_yaml())
@@ -64,21 +69,32 @@ def finetune(cfg: RunConfig) -> dict[str, Any]:
         write_json(out / "metrics.json", metrics)
 
     train_log = TrainLog(out / "train_log.jsonl")
-    state = fit(
-        model,
-        task,
-        train_features,
-        dataclasses.replace(cfg.train, resume=resume_from),
-        runtime,
-        evaluate=lambda m: evaluate_records(m, task, dev, runtime, eval_batch, "dev", dev_features),
-        on_best=lambda m: save_model(m, tokenizer, out),
-        checkpoint_dir=out / "checkpoint" if cfg.output.checkpoint else None,
-        train_log=train_log,
-    )
+    try:
+        state = fit(
+            model,
+            task,
+            train_features,
+            dataclasses.replace(cfg.train, resume=resume_from),
+            runtime,
+            evaluate=lambda m: evaluate_records(m, task, dev, runtime, eval_batch, "dev", dev_features),
+            on_best=lambda m: save_model(m, tokenizer, out),
+            checkpoint_dir=out / "checkpoint" if cfg.output.checkpoint else None,
+            train_log=train_log,
+            on_eval=on_eval,
+        )
+    except BaseException:
+        train_log.close()  # an interrupted or pruned run still leaves a complete log
+        raise
     load_weights(model, out / "model.safetensors")
+    if task.needs_calibration:
+        task.calibrate(predict_features(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)
+        write_text(out / "run.yaml", repeatable(cfg).to_yaml())
     metrics["after"] = evaluate_records(
         model, task, eval_records, runtime, eval_batch, f"{eval_split} (after)"
     )
+    baseline = task.baseline(train, eval_records)
+    if baseline is not None:
+        metrics["majority"] = baseline
     metrics["best_dev"] = {"step": state.best_step, task.main_metric: state.best_metric}
     train_log.write(
         "train_end",
@@ -96,12 +112,10 @@ def finetune(cfg: RunConfig) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     if cfg.output.plot:
         plot_curves(out / "train_log.jsonl", out / "curves.png", task.main_metric)
-    print(
-        format_entity_table(
-            {"before": metrics["before"], "after": metrics["after"]},
-            f"{eval_split} split: untrained head vs fine-tuned ({out})",
-        )
-    )
+        if "confusion" in metrics["after"]:
+            plot_confusion(metrics["after"]["confusion"], task.labels, out / "confusion.png")
+    columns = {k: metrics[k] for k in ("before", "after", "majority") if k in metrics}
+    print(format_table(columns, f"{eval_split} split: untrained head vs fine-tuned ({out})"))
     return metrics
 
 

@@ -73,11 +73,13 @@ def fit(
     on_best: Callable[[torch.nn.Module], None] | None = None,
     checkpoint_dir: Path | None = None,
     train_log: TrainLog | None = None,
+    on_eval: Callable[[int, dict], None] | None = None,
 ) -> LoopState:
     """Train ``model`` on the encoded ``train`` features; return the final loop state.
 
     ``evaluate`` scores the model on dev (its ``task.main_metric`` picks the best step); ``on_best``
-    is called whenever that improves, to save the model.
+    is called whenever that improves, to save the model; ``on_eval(step, metrics)`` after every
+    evaluation (hyper-parameter search reports and prunes there).
     """
     train_log = train_log or TrainLog(None)
     model.to(runtime.device).train()
@@ -120,6 +122,8 @@ def fit(
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             if evaluate and eval_due(cfg, state.step, end_of_epoch, total_steps):
                 run_eval(model, task, evaluate, on_best, cfg, state, train_log)
+                if on_eval:
+                    on_eval(state.step, state.history[-1])
                 if checkpoint_dir:
                     save_training_state(checkpoint_dir, model, training_state(state, optimizer, scheduler))
                 started = time.perf_counter()

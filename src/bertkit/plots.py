@@ -1,4 +1,4 @@
-"""Learning curves from the training log: train loss and the dev metric by step."""
+"""Plots of a run: learning curves from the training log, and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -34,6 +34,33 @@ def plot_curves(log_path: Path, out_path: Path, metric: str) -> None:
     metric_ax.set_ylabel(f"dev {metric}", color="tab:orange")
     metric_ax.set_ylim(0, 1)
     fig.suptitle("learning curves")
+    fig.tight_layout()
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], out_path: Path) -> None:
+    """Write ``confusion.png``: counts with gold classes as rows and predicted classes as columns."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.5 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=110)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(
+                j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black"
+            )
+    fig.suptitle("confusion matrix")
     fig.tight_layout()
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format="png")

@@ -6,27 +6,23 @@ directory works too (the task and tag scheme are then read off ``config.json``).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig
 
-from bertkit.atomic import atomic_path
 from bertkit.config import RunConfig, build_config, load_yaml
 from bertkit.errors import BertkitError
 from bertkit.evaluate import predict_features
 from bertkit.modeling import load_tokenizer
-from bertkit.readers.text import text_example
-from bertkit.records import Entity, TokenExample
 from bertkit.runtime import make_runtime
 from bertkit.tagschemes import detect_scheme
 from bertkit.tasks import TASKS, make_task
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURE_TASKS = {"ForTokenClassification": "ner"}
+ARCHITECTURE_TASKS = {"ForTokenClassification": "ner", "ForSequenceClassification": "classify"}
 
 
 class Predictor:
@@ -41,22 +37,20 @@ class Predictor:
         tokenizer = load_tokenizer(cfg.model)
         id2label = hf_labels(model_dir)
         labels = [id2label[i] for i in sorted(id2label)]
-        if cfg.task.tag_scheme == "auto":
+        if cfg.task_name == "ner" and cfg.task.tag_scheme == "auto":
             cfg.task.tag_scheme = detect_scheme([labels])
         task = make_task(cfg, tokenizer, labels)
-        from transformers import AutoModelForTokenClassification
-
-        model = AutoModelForTokenClassification.from_pretrained(str(model_dir))
+        model = task.model_class.from_pretrained(str(model_dir))
         return cls(task, model, make_runtime(precision), batch_size)
 
     def predict_records(self, records: list[Any], desc: str = "predict") -> list[Any]:
         features = self.task.encode(records)
         return predict_features(self.model, self.task, records, features, self.runtime, self.batch_size, desc)
 
-    def predict(self, texts: list[str]) -> list[list[Entity]]:
-        """Entities of each text, with character offsets into it."""
-        records = [text_example(t) for t in texts]
-        return [self.task.entities(r, p) for r, p in zip(records, self.predict_records(records))]
+    def predict(self, texts: list[str]) -> list[Any]:
+        """One result per text: entities with character offsets (NER), label and probabilities (classify)."""
+        records = self.task.text_records(texts)
+        return [self.task.to_api(r, p) for r, p in zip(records, self.predict_records(records))]
 
     def evaluate(self, path: str) -> dict:
         records = self.task.read(path)
@@ -65,13 +59,7 @@ class Predictor:
     def predict_file(self, path: str, out: str) -> int:
         """Predict every record of ``path`` and write them to ``out``; returns the record count."""
         records = self.task.read(path, labelled=False)
-        predictions = self.predict_records(records)
-        if records and records[0].text is None and records[0].lines:
-            write_conll_with_tags(path, out, records, predictions)
-        else:
-            write_entity_lines(
-                out, records, [self.task.entities(r, p) for r, p in zip(records, predictions)], predictions
-            )
+        self.task.write_predictions(path, out, records, self.predict_records(records))
         return len(records)
 
 
@@ -111,45 +99,3 @@ def task_from_architecture(model_dir: Path) -> str:
 
 def hf_labels(model_dir: str | Path) -> dict[int, str]:
     return {int(k): v for k, v in AutoConfig.from_pretrained(str(model_dir)).id2label.items()}
-
-
-def write_conll_with_tags(src: str, out: str, records: list[TokenExample], predictions: list[Any]) -> None:
-    """The input file, line for line, with the predicted tag appended to every token line."""
-    tag_of_line = {}
-    for record, prediction in zip(records, predictions):
-        tag_of_line.update(zip(record.lines, prediction.tags))
-    with (
-        open(src, encoding="utf-8-sig", newline=None) as f,
-        atomic_path(out) as tmp,
-        open(tmp, "w", encoding="utf-8") as dst,
-    ):
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if number in tag_of_line:
-                sep = "\t" if "\t" in line else " "
-                line = f"{line}{sep}{tag_of_line[number]}"
-            dst.write(line + "\n")
-
-
-def write_entity_lines(
-    out: str, records: list[TokenExample], entities: list[list[Entity]], predictions: list[Any]
-) -> None:
-    """JSON lines: the text (or tokens) of each record with its entities, in input order."""
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as dst:
-        for record, ents, prediction in zip(records, entities, predictions):
-            row: dict[str, Any] = (
-                {"text": record.text}
-                if record.text is not None
-                else {"tokens": record.tokens, "tags": prediction.tags}
-            )
-            row["entities"] = [
-                {
-                    "text": e.text,
-                    "label": e.label,
-                    "start": e.start,
-                    "end": e.end,
-                    "score": round(e.score, 4) if e.score is not None else None,
-                }
-                for e in ents
-            ]
-            dst.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -54,3 +54,18 @@ class Entity:
     start: int
     end: int
     score: float | None = None
+
+
+@dataclass
+class TextExample:
+    """One text, or text pair, for sequence classification or regression.
+
+    ``label`` is a class name (single-label), a list of class names (multi-label), a number
+    (regression), or None for unlabelled input. ``line`` is the 1-based line of the row in ``path``.
+    """
+
+    text: str
+    pair: str | None = None
+    label: str | list[str] | float | None = None
+    path: str = ""
+    line: int = 0

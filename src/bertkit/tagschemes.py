@@ -237,8 +237,9 @@ def to_seqeval(tags: Sequence[str], scheme: str) -> tuple[list[str], str | None]
     handed over as IOBES (``M-`` becomes ``I-``). The caller maps the name to ``seqeval.scheme``'s class.
     """
     _check_scheme(scheme)
-    if scheme == "bmes":
-        return convert_tags(tags, "bmes", "bioes"), "IOBES"
     for tag in tags:
         split_tag(tag)
+    if scheme == "bmes":
+        # rename only: converting via spans would repair ill-formed predictions and score BMES leniently
+        return [f"I-{t[2:]}" if t.startswith("M-") else t for t in tags], "IOBES"
     return list(tags), _SEQEVAL_SCHEME[scheme]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bertkit.tasks.classify import ClassifyTask
 from bertkit.tasks.ner import NerTask
 
-TASKS: dict[str, type] = {"ner": NerTask}
+TASKS: dict[str, type] = {"ner": NerTask, "classify": ClassifyTask}
 
 
 def make_task(cfg: Any, tokenizer: Any, labels: list[str] | None = None) -> Any:

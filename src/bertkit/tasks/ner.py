@@ -24,11 +24,13 @@ from bertkit.errors import BertkitError
 from bertkit.metrics import entity_scores
 from bertkit.modeling import load_model
 from bertkit.readers import read_token_file
+from bertkit.readers.text import text_example
 from bertkit.records import Entity, TokenExample
 from bertkit.tagschemes import SCHEMES, split_tag, tags_to_spans
 from bertkit.tasks.base import Batch
 from bertkit.tasks.tag_decoding import TagDecoder, WordTags
-from bertkit.tasks.windows import owning_windows, window_starts
+from bertkit.tasks.windows import Template, owning_windows, window_starts
+from bertkit.writers import write_conll_with_tags, write_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +75,13 @@ class TokenFeature:
 
 
 class NerTask:
+    """Named-entity recognition (token classification)."""
+
     name = "ner"
     main_metric = "f1"
+    needs_calibration = False
     config_class = NerConfig
+    model_class = AutoModelForTokenClassification
 
     def __init__(
         self,
@@ -87,7 +93,7 @@ class NerTask:
     ):
         self.cfg, self.model_cfg, self.data_cfg, self.tokenizer = cfg, model_cfg, data_cfg, tokenizer
         self.labels = labels
-        self.prefix_ids, self.suffix_ids = special_token_ids(tokenizer)
+        self.prefix_ids, self.suffix_ids = Template.of(tokenizer).single
         budget = model_cfg.max_length - len(self.prefix_ids) - len(self.suffix_ids)
         if budget < 2:
             raise BertkitError(f"max_length {model_cfg.max_length} leaves no room for text")
@@ -203,11 +209,12 @@ class NerTask:
         return features
 
     def continuation_label(self, label_id: int) -> int:
-        """The label of a word's later sub-words: B-X continues as I-X (or M-X), S-X as E-X."""
+        """The label of a word's later sub-words: B-X continues as I-X (M-X in BMES), others as they are."""
         if label_id == IGNORE:
             return IGNORE
         prefix, kind = split_tag(self.labels[label_id])
-        follow = {"B": "M" if self.scheme == "bmes" else "I", "S": "E"}.get(prefix)
+        # only B-X continues differently; an S-X word's later pieces keep S-X (they are never decoded)
+        follow = {"B": "M" if self.scheme == "bmes" else "I"}.get(prefix)
         return self.label2id.get(f"{follow}-{kind}", label_id) if follow else label_id
 
     def document_contexts(
@@ -308,6 +315,47 @@ class NerTask:
             raise BertkitError(f"{path}: the file has no tags to evaluate against")
         return entity_scores([r.tags for r in records], [p.tags for p in predictions], self.scheme)
 
+    def baseline(self, train: Sequence[TokenExample], records: Sequence[TokenExample]) -> dict | None:
+        return None  # no meaningful majority baseline for entities (it would predict none)
+
+    def calibrate(self, predictions: list[WordTags], records: Sequence[TokenExample]) -> None:
+        """Nothing to tune after training."""
+
+    def augment_train(self, train: list[TokenExample], seed: int) -> list[TokenExample]:
+        return train  # no augmentation for tagging yet
+
+    # -- outputs -------------------------------------------------------------------------------------
+
+    def text_records(self, texts: Sequence[str]) -> list[TokenExample]:
+        return [text_example(t) for t in texts]
+
+    def to_api(self, record: TokenExample, prediction: WordTags) -> list[Entity]:
+        return self.entities(record, prediction)
+
+    def write_predictions(
+        self, src: str, out: str, records: Sequence[TokenExample], predictions: list[WordTags]
+    ) -> None:
+        """CoNLL input: the same file with a tag column appended; text or JSON input: JSON lines."""
+        if records and records[0].text is None and records[0].lines:
+            tag_of_line = {}
+            for record, prediction in zip(records, predictions):
+                tag_of_line.update(zip(record.lines, prediction.tags))
+            write_conll_with_tags(src, out, tag_of_line)
+            return
+        write_json_lines(out, (self.entity_row(r, p) for r, p in zip(records, predictions)))
+
+    def entity_row(self, record: TokenExample, prediction: WordTags) -> dict[str, Any]:
+        row: dict[str, Any] = (
+            {"text": record.text}
+            if record.text is not None
+            else {"tokens": record.tokens, "tags": prediction.tags}
+        )
+        row["entities"] = [
+            {"text": e.text, "label": e.label, "start": e.start, "end": e.end, "score": round(e.score, 4)}
+            for e in self.entities(record, prediction)
+        ]
+        return row
+
     def entities(self, record: TokenExample, prediction: WordTags) -> list[Entity]:
         """Predicted entities as character spans of the record's text (token spans when it has none)."""
         out = []
@@ -320,15 +368,6 @@ class NerTask:
                 text = " ".join(record.tokens[span.start : span.end])
                 out.append(Entity(text, span.label, span.start, span.end, score))
         return out
-
-
-def special_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a single sequence ([CLS] and [SEP] for BERT)."""
-    enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
-    ids, word_ids = enc["input_ids"], enc.word_ids()
-    first = word_ids.index(0)
-    last = len(word_ids) - 1 - word_ids[::-1].index(0)
-    return ids[:first], ids[last + 1 :]
 
 
 def gather(sentences: Sequence[list[int]], budget: int, reverse: bool = False) -> list[int]:

@@ -7,6 +7,9 @@ an edge (most context on both sides), which is how predictions are merged back w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 
 def window_starts(n: int, size: int, stride: int) -> list[int]:
     """Start offsets of windows of ``size`` positions covering ``range(n)``.
@@ -44,3 +47,58 @@ def margin(pos: int, start: int, size: int) -> int:
     if not start <= pos < start + size:
         return -1
     return min(pos - start, start + size - 1 - pos)
+
+
+@dataclass(frozen=True)
+class Template:
+    """Where a tokenizer puts its special tokens around one text or a pair, and the token types.
+
+    Read off the tokenizer itself (``[CLS] A [SEP] B [SEP]`` for BERT, ``<s> A </s></s> B </s>`` for
+    RoBERTa), so windows can be assembled from sub-word ids for any model family.
+    """
+
+    single: tuple[list[int], list[int]]  # ids before and after A
+    pair: tuple[list[int], list[int], list[int]]  # ids before A, between A and B, after B
+    pair_types: tuple[int, int, int, int, int]  # token type of: before, A, between, B, after
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> Template:
+        one = tokenizer("a")
+        before, _, after = cut_segments(one["input_ids"], one.sequence_ids())
+        two = tokenizer("a", "b")
+        segments = cut_segments(two["input_ids"], two.sequence_ids())
+        types = two.get("token_type_ids") or [0] * len(two["input_ids"])
+        cut_types = cut_segments(types, two.sequence_ids())
+        pair_types = tuple(seg[0] if seg else 0 for seg in cut_types)
+        return cls((before, after), (segments[0], segments[2], segments[4]), pair_types)  # type: ignore[arg-type]
+
+    @property
+    def single_overhead(self) -> int:
+        return len(self.single[0]) + len(self.single[1])
+
+    @property
+    def pair_overhead(self) -> int:
+        return sum(len(s) for s in self.pair)
+
+    def build(self, a: list[int], b: list[int] | None = None) -> tuple[list[int], list[int]]:
+        """Input ids and token type ids of one window holding ``a`` (and ``b``)."""
+        if b is None:
+            ids = [*self.single[0], *a, *self.single[1]]
+            return ids, [0] * len(ids)
+        parts = (self.pair[0], a, self.pair[1], b, self.pair[2])
+        ids = [t for part in parts for t in part]
+        types = [kind for part, kind in zip(parts, self.pair_types) for _ in part]
+        return ids, types
+
+
+def cut_segments(values: list[int], sequence_ids: list[int | None]) -> list[list[int]]:
+    """Split a probe encoding into [specials, A, specials] or [specials, A, specials, B, specials]."""
+    kinds = (None, 0, None, 1, None) if 1 in sequence_ids else (None, 0, None)
+    out, i = [], 0
+    for kind in kinds:
+        segment = []
+        while i < len(values) and sequence_ids[i] == kind:
+            segment.append(values[i])
+            i += 1
+        out.append(segment)
+    return out
