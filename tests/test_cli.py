@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_sentence, write_conll
+from conftest import ner_command, synthetic_sentence, write_conll
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 import bertkit
@@ -17,33 +17,8 @@ from bertkit.cli import main
 @pytest.fixture(scope="module")
 def trained(tiny_bert, synthetic_ner, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "model"
-    code = main(
-        [
-            "-q",
-            "finetune",
-            "ner",
-            "--model",
-            str(tiny_bert),
-            "--train",
-            str(synthetic_ner["train"]),
-            "--dev",
-            str(synthetic_ner["dev"]),
-            "--test",
-            str(synthetic_ner["test"]),
-            "--out",
-            str(out),
-            "--epochs",
-            "12",
-            "--lr",
-            "3e-3",
-            "--batch-size",
-            "16",
-            "--max-length",
-            "16",
-            "--stride",
-            "4",
-        ]
-    )
+    quick = ["--epochs", "12", "--lr", "3e-3", "--batch-size", "16", "--max-length", "16", "--stride", "4"]
+    code = main(ner_command(tiny_bert, synthetic_ner, out, *quick))
     assert code == 0
     return out
 

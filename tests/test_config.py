@@ -57,8 +57,9 @@ def test_unset_flags_are_absent_so_they_cannot_mask_yaml():
 
 
 def test_defaults_then_yaml_then_cli(tmp_path):
-    path = write_yaml(tmp_path, "train:\n  lr: 1.0e-4\n  batch_size: 8\n  epochs: 5\n"
-                                "model:\n  max_length: 64\n")
+    path = write_yaml(
+        tmp_path, "train:\n  lr: 1.0e-4\n  batch_size: 8\n  epochs: 5\nmodel:\n  max_length: 64\n"
+    )
     cfg = from_cli("--lr", "3e-5", "--train.batch-size", "16", yaml_overrides=load_yaml(path))
     assert cfg.train.lr == 3e-5  # CLI over YAML
     assert cfg.train.batch_size == 16  # CLI over YAML
@@ -71,8 +72,10 @@ def test_real_cli_merges_dataset_config_yaml_and_flags(tmp_path, monkeypatch):
     """defaults < a registered data set's own config < --config YAML < flags, through `bertkit finetune`."""
     captured: list[RunConfig] = []
     monkeypatch.setattr(bertkit.finetune, "finetune", captured.append)
-    path = write_yaml(tmp_path, "task: ner\ndata:\n  dataset: weibo_ner\n  on_bad_line: error\n"
-                                "train:\n  lr: 1.0e-4\n  seed: 3\n")
+    path = write_yaml(
+        tmp_path,
+        "task: ner\ndata:\n  dataset: weibo_ner\n  on_bad_line: error\ntrain:\n  lr: 1.0e-4\n  seed: 3\n",
+    )
 
     def run(*argv: str) -> RunConfig:
         args = cli.build_parser().parse_args(["finetune", "ner", "--config", str(path), *argv])
@@ -127,8 +130,12 @@ def test_flag_spellings(argv, section, name, value):
     got = getattr(cfg.sections()[section], name)
     assert got == value and type(got) is type(value)
     default = build_config("ner", NerConfig, {})
-    changed = [(s, f.name) for s, obj in cfg.sections().items() for f in dataclasses.fields(obj)
-               if getattr(obj, f.name) != getattr(default.sections()[s], f.name)]
+    changed = [
+        (s, f.name)
+        for s, obj in cfg.sections().items()
+        for f in dataclasses.fields(obj)
+        if getattr(obj, f.name) != getattr(default.sections()[s], f.name)
+    ]
     assert changed == ([(section, name)] if value != getattr(default.sections()[section], name) else [])
 
 

@@ -28,8 +28,10 @@ def remote_for(tmp_path: Path, name: str, content: bytes = CONTENT, md5: str | N
 @pytest.fixture
 def toy(tmp_path, monkeypatch) -> dict[str, RemoteFile]:
     """A data set "toy" registered for the test, with train and test splits served from tmp_path."""
-    splits = {"train": remote_for(tmp_path, "toy.train"),
-              "test": remote_for(tmp_path, "toy.test", b"bob\tB-PER\n")}
+    splits = {
+        "train": remote_for(tmp_path, "toy.train"),
+        "test": remote_for(tmp_path, "toy.test", b"bob\tB-PER\n"),
+    }
     monkeypatch.setitem(datasets.DATASETS, "toy", DatasetSpec(task="ner", splits=splits))
     return splits
 
@@ -62,6 +64,7 @@ def test_only_the_missing_split_is_fetched(toy, tmp_path, monkeypatch):
     (data_dir / "toy" / "toy.train").write_text("kept")
     fetched = []
     real_fetch = datasets.fetch
+
     def counting_fetch(remote, path):
         fetched.append(remote.name)
         real_fetch(remote, path)

@@ -40,8 +40,9 @@ def module_names() -> dict[str, Path]:
 def layer_of(module: str) -> int | None:
     for layer, patterns in LAYERS.items():
         for pattern in patterns:
-            if module == pattern or (pattern.endswith(".*") and (module == pattern[:-2]
-                                                                  or module.startswith(pattern[:-1]))):
+            if module == pattern or (
+                pattern.endswith(".*") and (module == pattern[:-2] or module.startswith(pattern[:-1]))
+            ):
                 return layer
     return None
 
@@ -61,14 +62,14 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "bertkit" or alias.name.startswith("bertkit."):
-                    found.append((resolve(alias.name[len("bertkit."):], modules), node.lineno))
+                    found.append((resolve(alias.name[len("bertkit.") :], modules), node.lineno))
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: from . import x / from ..x import y
                 base = package.split(".") if package else []
                 base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
                 source = ".".join([*base, *(node.module.split(".") if node.module else [])])
             elif node.module == "bertkit" or (node.module or "").startswith("bertkit."):
-                source = node.module[len("bertkit."):]
+                source = node.module[len("bertkit.") :]
             else:
                 continue
             for alias in node.names:
@@ -80,8 +81,11 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[
 
 def all_edges() -> list[tuple[str, str, int]]:
     modules = module_names()
-    return [(module, target, line) for module, path in sorted(modules.items())
-            for target, line in imports_of(module, path, modules)]
+    return [
+        (module, target, line)
+        for module, path in sorted(modules.items())
+        for target, line in imports_of(module, path, modules)
+    ]
 
 
 def test_every_module_has_a_layer():
@@ -105,8 +109,9 @@ def test_no_module_imports_a_higher_layer():
         here, there = layer_of(module), layer_of(target)
         if here is not None and there is not None and there > here:
             where = f"src/bertkit/{module.replace('.', '/') or '__init__'}:{line}"
-            violations.append(f"{where} ({module or 'bertkit'}, layer {here}) imports {target or 'bertkit'} "
-                              f"(layer {there})")
+            violations.append(
+                f"{where} ({module or 'bertkit'}, layer {here}) imports {target or 'bertkit'} (layer {there})"
+            )
     assert not violations, "upward imports:\n" + "\n".join(violations)
 
 
@@ -114,8 +119,10 @@ def test_layer_check_catches_an_upward_import(tmp_path):
     assert layer_of("readers.conll") == 1 and layer_of("readers") == 1 and layer_of("tasks.ner") == 3
     assert layer_of("readersx") is None and layer_of("taskset") is None
     fake = tmp_path / "metrics.py"
-    fake.write_text("import bertkit.records\n\ndef f():\n    from bertkit.loop import fit\n"
-                    "    from . import tasks\n    from .readers.conll import read_conll\n")
+    fake.write_text(
+        "import bertkit.records\n\ndef f():\n    from bertkit.loop import fit\n"
+        "    from . import tasks\n    from .readers.conll import read_conll\n"
+    )
     modules = {**module_names(), "metrics": fake}
     found = imports_of("metrics", fake, modules)
     assert found == [("records", 1), ("loop", 4), ("tasks", 5), ("readers.conll", 6)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ner_command
 from safetensors.torch import load_file
 
 from bertkit import loop
@@ -16,32 +17,8 @@ from bertkit.loop import length_grouped_batches
 
 
 def finetune_args(tiny_bert: Path, data: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return [
-        "-q",
-        "finetune",
-        "ner",
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(data["train"]),
-        "--dev",
-        str(data["dev"]),
-        "--test",
-        str(data["test"]),
-        "--out",
-        str(out),
-        "--batch-size",
-        "16",
-        "--max-length",
-        "16",
-        "--stride",
-        "4",
-        "--lr",
-        "3e-3",
-        "--seed",
-        "3",
-        *extra,
-    ]
+    quick = ["--batch-size", "16", "--max-length", "16", "--stride", "4", "--lr", "3e-3", "--seed", "3"]
+    return ner_command(tiny_bert, data, out, *quick, *extra)
 
 
 def test_tiny_model_learns_the_pattern_and_loss_falls(tiny_bert, synthetic_ner, tmp_path):
@@ -106,3 +83,37 @@ def test_length_grouped_batches_cover_every_example_once(batch_size):
     # within a batch lengths are close: far less spread than in a random batch
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread < 5
+
+
+def test_patience_stops_when_dev_does_not_improve(tiny_bert, synthetic_ner, tmp_path):
+    out = tmp_path / "patient"
+    # a learning rate of zero never improves dev: the first evaluation is the best, two more end the run
+    args = finetune_args(
+        tiny_bert, synthetic_ner, out, "--lr", "0", "--epochs", "10", "--train.patience", "2"
+    )
+    assert main(args) == 0
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert len(evals) == 3 and [e["improved"] for e in evals] == [True, False, False]
+    assert events[-1]["stopped_early"] is True
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tiny_bert, synthetic_ner, tmp_path):
+    out = tmp_path / "accumulate"
+    args = finetune_args(
+        tiny_bert,
+        synthetic_ner,
+        out,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--train.grad_accum",
+        "4",
+        "--output.plot",
+        "false",
+    )
+    assert main(args) == 0
+    end = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])
+    # 160 sentences in batches of 8: 20 micro-batches, one optimizer step per 4 of them
+    assert end["steps"] == 5 and end["train_examples"] == 160

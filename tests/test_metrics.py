@@ -93,8 +93,12 @@ def test_bioes_strict():
     # P = 3/3, R = 3/4, F1 = 2*(3/4)/(7/4) = 6/7;  PER: P = 1/1, R = 1/2, F1 = 2/3;  LOC: 1, 1, 1
     scores = entity_scores(gold, pred, "bioes")
     assert (scores["precision"], scores["recall"], scores["f1"]) == (close(1.0), close(0.75), close(6 / 7))
-    assert scores["per_type"]["PER"] == {"precision": close(1.0), "recall": close(0.5), "f1": close(2 / 3),
-                                         "support": 2}
+    assert scores["per_type"]["PER"] == {
+        "precision": close(1.0),
+        "recall": close(0.5),
+        "f1": close(2 / 3),
+        "support": 2,
+    }
     assert scores["per_type"]["LOC"]["f1"] == close(1.0)
 
 
@@ -134,10 +138,12 @@ def seqeval_reference(gold, pred, **mode) -> tuple[float, float, float, dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = seqeval_metrics.classification_report(gold, pred, output_dict=True, zero_division=0, **mode)
-        return (seqeval_metrics.precision_score(gold, pred, zero_division=0, **mode),
-                seqeval_metrics.recall_score(gold, pred, zero_division=0, **mode),
-                seqeval_metrics.f1_score(gold, pred, zero_division=0, **mode),
-                {k: v for k, v in report.items() if not k.endswith(" avg")})
+        return (
+            seqeval_metrics.precision_score(gold, pred, zero_division=0, **mode),
+            seqeval_metrics.recall_score(gold, pred, zero_division=0, **mode),
+            seqeval_metrics.f1_score(gold, pred, zero_division=0, **mode),
+            {k: v for k, v in report.items() if not k.endswith(" avg")},
+        )
 
 
 @pytest.mark.parametrize(

@@ -44,14 +44,18 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     tokenizer = load_tokenizer(cfg.model)
     task = make_task(cfg, tokenizer)
     train = task.read(paths["train"])
-    dev = task.read(paths["dev"]) if paths.get("dev") else None
-    if dev is None:
+    dev = None
+    if not paths.get("dev"):
         train, dev = split_dev(train, cfg.data.dev_fraction, cfg.train.seed)
     train = task.augment_train(train, cfg.train.seed)  # after the split: no copy of a dev text in train
-    test = task.read(paths["test"]) if paths.get("test") else None
     task.setup(train)
+    # dev and test are read against train's label set, so a label train never saw is caught at its line
+    dev = task.read(paths["dev"]) if dev is None else dev
+    test = task.read(paths["test"]) if paths.get("test") else None
     write_text(out / "run.yaml", repeatable(cfg).to_yaml())
-    train_features, dev_features = task.encode(train), task.encode(dev)
+    train_features = task.encode(train)
+    truncated = task.uncovered
+    dev_features = task.encode(dev)
     eval_records = test if test is not None else dev
     eval_split = "test" if test is not None else "dev"
     eval_batch = cfg.train.batch_size * 2
@@ -104,7 +108,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         train_examples_per_s=state.examples / max(state.train_seconds, 1e-9),
         train_windows=len(train_features),
         train_records=len(train),
-        truncated_tokens=0,
+        truncated_tokens=truncated,
         stopped_early=state.stopped_early,
         wall_seconds=time.perf_counter() - started,
     )

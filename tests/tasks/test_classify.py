@@ -219,3 +219,24 @@ def test_windows_cover_every_subword_of_both_texts(tiny_bert, n_a, n_b, max_leng
         ids, types = task.template.build(wa, wb)
         assert len(ids) <= max_length and len(types) == len(ids)
         assert wa == sorted(wa) and (wb is None or wb == sorted(wb))  # windows keep token order
+
+
+def test_dev_label_unseen_in_train_is_an_error_naming_file_and_line(tiny_bert, tmp_path, capsys):
+    train = write_rows(tmp_path / "train.tsv", ["text", "label"], [["the big home", "a"], ["paris", "b"]] * 4)
+    dev = write_rows(tmp_path / "dev.tsv", ["text", "label"], [["the home", "a"], ["oslo", "c"]])
+    args = [
+        "-q",
+        "finetune",
+        "classify",
+        "--model",
+        str(tiny_bert),
+        "--train",
+        str(train),
+        "--dev",
+        str(dev),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{dev}:3:" in err and "'c'" in err

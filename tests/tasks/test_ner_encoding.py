@@ -29,19 +29,27 @@ from bertkit.tasks.windows import window_starts
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 # vocabulary words, words of several sub-words (zzzz -> z ##z ##z ##z), a word the tokenizer drops
 # entirely (U+200B, given [UNK]), words cut at punctuation, an upper-case word, an unknown character
-WORDS = [*NAMES, *CITIES, *FILLER, SURNAME, ".", ",", "zzzz", "\u200b", "a.b", "Paris", "o'neil", "Ωmega",
-         "tokyoo", "smithsmith"]
+WORDS = [
+    *NAMES,
+    *CITIES,
+    *FILLER,
+    SURNAME,
+    ".",
+    ",",
+    "zzzz",
+    "\u200b",
+    "a.b",
+    "Paris",
+    "o'neil",
+    "Ωmega",
+    "tokyoo",
+    "smithsmith",
+]
 
 _TOKENIZERS: dict[str, Any] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tensors here are tiny: on a busy 2-core machine handing them between threads costs ~500x the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tokenizer_for(tiny_bert: Path) -> Any:
@@ -51,8 +59,9 @@ def tokenizer_for(tiny_bert: Path) -> Any:
     return _TOKENIZERS[key]
 
 
-def make_task(tiny_bert: Path, max_length: int, stride: int = 0, scheme: str = "iob2", labels=LABELS,
-              **ner: Any) -> NerTask:
+def make_task(
+    tiny_bert: Path, max_length: int, stride: int = 0, scheme: str = "iob2", labels=LABELS, **ner: Any
+) -> NerTask:
     """A NerTask built the way tasks.make_task builds it."""
     model_cfg = ModelConfig(name_or_path=str(tiny_bert), max_length=max_length, stride=stride)
     task = NerTask(NerConfig(**ner), model_cfg, DataConfig(), tokenizer_for(tiny_bert), list(labels))
@@ -76,8 +85,9 @@ class FakeOutputs:
         self.logits = logits
 
 
-def feature_logits(feature, targets: list[list[str]], words_at: list[int | None], task: NerTask,
-                   rng: random.Random) -> torch.Tensor:
+def feature_logits(
+    feature, targets: list[list[str]], words_at: list[int | None], task: NerTask, rng: random.Random
+) -> torch.Tensor:
     """Logits of one window: the target label at owned slots, a wrong label everywhere else.
 
     ``words_at`` gives, for each position of the window, the word of the record whose sub-word sits
@@ -118,17 +128,26 @@ def positions_to_words(task: NerTask, feature, record: TokenExample) -> list[int
     return out
 
 
-def decode(task: NerTask, records: list[TokenExample], features: list, targets: list[list[str]],
-           method: str, batch_size: int, rng: random.Random) -> list:
+def decode(
+    task: NerTask,
+    records: list[TokenExample],
+    features: list,
+    targets: list[list[str]],
+    method: str,
+    batch_size: int,
+    rng: random.Random,
+) -> list:
     """Run fake model outputs through collate and the decoder, batches in a shuffled order."""
     task.cfg.decode = method
     decoder = task.decoder(records, features)
-    logits = [feature_logits(f, targets, positions_to_words(task, f, records[f.record]), task, rng)
-              for f in features]
+    logits = [
+        feature_logits(f, targets, positions_to_words(task, f, records[f.record]), task, rng)
+        for f in features
+    ]
     order = list(range(len(features)))
     rng.shuffle(order)
     for begin in range(0, len(order), batch_size):
-        idx = order[begin:begin + batch_size]
+        idx = order[begin : begin + batch_size]
         batch = task.collate([features[i] for i in idx])
         length = batch["input_ids"].shape[1]
         padded = torch.randn(len(idx), length, len(task.labels)) * 4  # padding: noise the decoder must skip
@@ -151,7 +170,7 @@ def check_alignment(task: NerTask, records: list[TokenExample], features: list, 
         for f in mine:
             assert len(f.input_ids) <= task.model_cfg.max_length
             assert f.input_ids[: len(task.prefix_ids)] == task.prefix_ids
-            assert f.input_ids[len(f.input_ids) - len(task.suffix_ids):] == task.suffix_ids
+            assert f.input_ids[len(f.input_ids) - len(task.suffix_ids) :] == task.suffix_ids
             expected_labels = [IGNORE] * len(f.input_ids)
             for pos, w in f.slots:
                 owned[w] += 1
@@ -164,7 +183,7 @@ def check_alignment(task: NerTask, records: list[TokenExample], features: list, 
             starts = window_starts(len(flat), task.window, task.stride)
             assert len(mine) == len(starts)
             for f, start in zip(mine, starts):
-                assert f.input_ids == [*task.prefix_ids, *flat[start:start + task.window], *task.suffix_ids]
+                assert f.input_ids == [*task.prefix_ids, *flat[start : start + task.window], *task.suffix_ids]
                 assert all(pos - len(task.prefix_ids) + start == first[w] for pos, w in f.slots)
 
 
@@ -175,8 +194,9 @@ def words_and_tags(draw) -> list[tuple[str, str]]:
     return draw(st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(LABELS)), min_size=n, max_size=n))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.data_too_large])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(
     sentences=st.lists(st.tuples(words_and_tags(), st.integers(0, 1)), min_size=1, max_size=4),
     max_length=st.integers(4, 40),
@@ -185,12 +205,15 @@ def words_and_tags(draw) -> list[tuple[str, str]]:
     batch_size=st.integers(1, 5),
     rng=st.randoms(use_true_random=False),
 )
-def test_encode_then_decode_gives_back_every_word(tiny_bert, sentences, max_length, stride, context,
-                                                  batch_size, rng):
+def test_encode_then_decode_gives_back_every_word(
+    tiny_bert, sentences, max_length, stride, context, batch_size, rng
+):
     raw = [[tag for _, tag in pairs] for pairs, _ in sentences]
     gold = [repair_tags(tags, "iob2") for tags in raw]  # valid IOB2
-    records = [TokenExample([w for w, _ in pairs], tags, doc_id=doc, path="mem.conll")
-               for (pairs, doc), tags in zip(sentences, gold)]
+    records = [
+        TokenExample([w for w, _ in pairs], tags, doc_id=doc, path="mem.conll")
+        for (pairs, doc), tags in zip(sentences, gold)
+    ]
     task = make_task(tiny_bert, max_length, stride, document_context=context)
     features = task.encode(records)
     check_alignment(task, records, features, context)
@@ -199,16 +222,22 @@ def test_encode_then_decode_gives_back_every_word(tiny_bert, sentences, max_leng
     for method, targets in (("argmax", raw), ("viterbi", gold)):
         predictions = decode(task, records, features, targets, method, batch_size, rng)
         assert [p.tags for p in predictions] == targets, method
-        assert all(len(p.probs) == len(r) and all(q > 0.99 for q in p.probs)
-                   for p, r in zip(predictions, records))
+        assert all(
+            len(p.probs) == len(r) and all(q > 0.99 for q in p.probs) for p, r in zip(predictions, records)
+        )
 
 
 def test_word_dropped_by_the_tokenizer_becomes_unk(tiny_bert):
     task = make_task(tiny_bert, 16)
     (feature,) = task.encode([TokenExample(["alice", "\u200b", "zzzz"], ["B-PER", "O", "B-LOC"])])
     tok = task.tokenizer
-    assert feature.input_ids == [tok.cls_token_id, *word_pieces(tok, "alice"), tok.unk_token_id,
-                                 *word_pieces(tok, "zzzz"), tok.sep_token_id]
+    assert feature.input_ids == [
+        tok.cls_token_id,
+        *word_pieces(tok, "alice"),
+        tok.unk_token_id,
+        *word_pieces(tok, "zzzz"),
+        tok.sep_token_id,
+    ]
     assert feature.slots == [(1, 0), (2, 1), (3, 2)]
     assert task.unk_words == 1
 
@@ -225,26 +254,36 @@ def test_label_all_subwords_continues_b_as_i(tiny_bert):
     task = make_task(tiny_bert, 40, label_all_subwords=True)
     tokens = ["zzzz", "smith", "went", "tokyoo", "a.b"]  # sub-words: 4, 1, 1, 2, 3
     tags = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
-    assert subword_labels(task, tokens, tags) == [[
-        None,
-        "B-PER", "I-PER", "I-PER", "I-PER",  # zzzz: a B- word continues as I-
-        "I-PER",  # smith
-        "O",  # went
-        "B-LOC", "I-LOC",  # tokyo ##o
-        "I-LOC", "I-LOC", "I-LOC",  # a . b: an I- word stays I-
-        None,
-    ]]
+    assert subword_labels(task, tokens, tags) == [
+        [
+            None,
+            "B-PER",
+            "I-PER",
+            "I-PER",
+            "I-PER",  # zzzz: a B- word continues as I-
+            "I-PER",  # smith
+            "O",  # went
+            "B-LOC",
+            "I-LOC",  # tokyo ##o
+            "I-LOC",
+            "I-LOC",
+            "I-LOC",  # a . b: an I- word stays I-
+            None,
+        ]
+    ]
     # without the option only the first sub-word of each word carries a label
     plain = make_task(tiny_bert, 40)
-    assert subword_labels(plain, tokens, tags) == [[None, "B-PER", None, None, None, "I-PER", "O", "B-LOC",
-                                                    None, "I-LOC", None, None, None]]
+    assert subword_labels(plain, tokens, tags) == [
+        [None, "B-PER", None, None, None, "I-PER", "O", "B-LOC", None, "I-LOC", None, None, None]
+    ]
 
 
 def test_label_all_subwords_in_bmes_continues_b_as_m(tiny_bert):
     labels = ["O", "B-PER", "M-PER", "E-PER", "S-PER"]
     task = make_task(tiny_bert, 40, scheme="bmes", labels=labels, label_all_subwords=True)
     assert subword_labels(task, ["zzzz", "smith"], ["B-PER", "E-PER"]) == [
-        [None, "B-PER", "M-PER", "M-PER", "M-PER", "E-PER", None]]
+        [None, "B-PER", "M-PER", "M-PER", "M-PER", "E-PER", None]
+    ]
 
 
 def test_label_all_subwords_across_windows(tiny_bert):
@@ -297,7 +336,8 @@ def test_document_context_fills_the_window_with_neighbouring_sentences(tiny_bert
     own = len(cls) + len(a)
     assert features[1].slots == [(own + i, i) for i in range(3)]
     assert features[1].labels == [IGNORE] * own + [task.label2id[t] for t in records[1].tags] + (
-        [IGNORE] * (len(c) + len(sep)))
+        [IGNORE] * (len(c) + len(sep))
+    )
     predictions = decode(task, records, features, [r.tags for r in records], "viterbi", 2, random.Random(0))
     assert [p.tags for p in predictions] == [r.tags for r in records]
 
@@ -308,22 +348,24 @@ def test_document_context_keeps_the_nearest_sub_words_when_space_is_short(tiny_b
     a, b, c, _ = (flat_ids(task, r) for r in records)
     assert len(b) == 3 and len(a) >= 4 and len(c) >= 4
     feature = task.encode(records)[1]
-    inner = feature.input_ids[len(task.prefix_ids): len(feature.input_ids) - len(task.suffix_ids)]
+    inner = feature.input_ids[len(task.prefix_ids) : len(feature.input_ids) - len(task.suffix_ids)]
     assert len(inner) == task.window  # the free space is used
     left = inner[: inner.index(b[0])]
-    right = inner[len(left) + len(b):]
-    assert inner[len(left): len(left) + len(b)] == b
+    right = inner[len(left) + len(b) :]
+    assert inner[len(left) : len(left) + len(b)] == b
     assert left and right  # both sides get some context
-    assert left == a[len(a) - len(left):]  # the end of the sentence before
+    assert left == a[len(a) - len(left) :]  # the end of the sentence before
     assert right == c[: len(right)]  # the start of the sentence after
 
 
 def test_document_context_skips_sentences_that_fill_the_window(tiny_bert):
     task = make_task(tiny_bert, 8, 2, document_context=True)  # window 6
-    records = [TokenExample(["zzzz", "zzzz"], ["B-PER", "I-PER"], doc_id=0, path="d"),
-               TokenExample(["alice"], ["B-PER"], doc_id=0, path="d")]
+    records = [
+        TokenExample(["zzzz", "zzzz"], ["B-PER", "I-PER"], doc_id=0, path="d"),
+        TokenExample(["alice"], ["B-PER"], doc_id=0, path="d"),
+    ]
     features = task.encode(records)
     long_windows = [f for f in features if f.record == 0]
     z = flat_ids(task, records[0])
-    assert [f.input_ids[1:-1] for f in long_windows] == [z[s:s + 6] for s in window_starts(len(z), 6, 2)]
+    assert [f.input_ids[1:-1] for f in long_windows] == [z[s : s + 6] for s in window_starts(len(z), 6, 2)]
     assert sum(len(f.slots) for f in long_windows) == 2

@@ -17,17 +17,10 @@ from bertkit.tasks.tag_decoding import TagDecoder, allowed_transitions, can_foll
 IOB2 = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 BIOES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC"]
 BMES = [t.replace("I-", "M-") for t in BIOES]
-LABELS = {"iob2": IOB2, "bioes": BIOES, "bmes": BMES, "io": ["O", "I-PER", "I-LOC"],
-          "iob1": IOB2}
+LABELS = {"iob2": IOB2, "bioes": BIOES, "bmes": BMES, "io": ["O", "I-PER", "I-LOC"], "iob1": IOB2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tensors here are tiny: on a busy 2-core machine handing them between threads costs ~500x the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def decode(scores: list[list[float]], labels: list[str], scheme: str) -> list[str]:
@@ -57,8 +50,7 @@ def test_viterbi_iob2_best_allowed_path_by_hand(scores, expected):
 
 def test_viterbi_bioes_does_not_leave_an_entity_open_by_hand():
     labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
-    scores = [[-1.0, -0.2, -5.0, -5.0, -0.9],
-              [-0.1, -3.0, -3.0, -1.5, -2.0]]
+    scores = [[-1.0, -0.2, -5.0, -5.0, -0.9], [-0.1, -3.0, -3.0, -1.5, -2.0]]
     # argmax: B-PER, O (B- never closed). Allowed (start not I/E, B followed by I/E, end not B/I):
     #   O,O -1.1   O,S -3.0   S,O -0.9-0.1=-1.0  <- best   S,S -2.9   B,E -0.2-1.5=-1.7
     assert decode(scores, labels, "bioes") == ["S-PER", "O"]
@@ -90,9 +82,16 @@ def path_score(path, scores, start, trans, end) -> float:
 @given(data=st.data(), scheme=st.sampled_from(sorted(LABELS)), n=st.integers(1, 4))
 def test_viterbi_matches_brute_force_over_allowed_paths(data, scheme, n):
     labels = LABELS[scheme]
-    scores = np.array(data.draw(st.lists(
-        st.lists(st.floats(-6, 0, width=32), min_size=len(labels), max_size=len(labels)),
-        min_size=n, max_size=n)), np.float32)
+    scores = np.array(
+        data.draw(
+            st.lists(
+                st.lists(st.floats(-6, 0, width=32), min_size=len(labels), max_size=len(labels)),
+                min_size=n,
+                max_size=n,
+            )
+        ),
+        np.float32,
+    )
     start, trans, end = allowed_transitions(labels, scheme)
     paths = itertools.product(range(len(labels)), repeat=n)
     best = max(path_score(p, scores, start, trans, end) for p in paths)
@@ -109,9 +108,11 @@ def allowed_sets(labels: list[str], scheme: str) -> tuple[set, dict, set]:
     start, trans, end = allowed_transitions(labels, scheme)
     for mask in (start, trans, end):
         assert set(np.unique(mask).tolist()) <= {0.0, -math.inf}
-    return ({labels[i] for i in np.flatnonzero(start == 0)},
-            {a: {labels[j] for j in np.flatnonzero(trans[i] == 0)} for i, a in enumerate(labels)},
-            {labels[i] for i in np.flatnonzero(end == 0)})
+    return (
+        {labels[i] for i in np.flatnonzero(start == 0)},
+        {a: {labels[j] for j in np.flatnonzero(trans[i] == 0)} for i, a in enumerate(labels)},
+        {labels[i] for i in np.flatnonzero(end == 0)},
+    )
 
 
 @pytest.mark.parametrize("scheme", ["bioes", "bmes"])
@@ -189,7 +190,7 @@ def run_decoder(order: list[int], batch_size: int, method: str) -> list:
     logits = window_logits()
     decoder = TagDecoder(DECODER_LABELS, "iob2", method, [5, 0, 2], Counter(w["record"] for w in WINDOWS))
     for begin in range(0, len(order), batch_size):
-        idx = order[begin:begin + batch_size]
+        idx = order[begin : begin + batch_size]
         batch = {"record": [WINDOWS[i]["record"] for i in idx], "slots": [WINDOWS[i]["slots"] for i in idx]}
         decoder.add(type("Out", (), {"logits": torch.stack([logits[i] for i in idx])})(), batch)
     return decoder.predictions()
@@ -227,8 +228,10 @@ def test_decoder_frees_a_record_once_its_last_window_is_in():
     decoder = TagDecoder(DECODER_LABELS, "iob2", "viterbi", [5, 0, 2], Counter(w["record"] for w in WINDOWS))
 
     def add(i):
-        decoder.add(type("Out", (), {"logits": logits[i][None]})(),
-                    {"record": [WINDOWS[i]["record"]], "slots": [WINDOWS[i]["slots"]]})
+        decoder.add(
+            type("Out", (), {"logits": logits[i][None]})(),
+            {"record": [WINDOWS[i]["record"]], "slots": [WINDOWS[i]["slots"]]},
+        )
 
     add(1)
     assert 0 in decoder.scores  # window A of record 0 is still to come

@@ -27,6 +27,7 @@ class Task(Protocol):
     main_metric: str  # the dev metric that picks the best checkpoint and drives early stopping
     needs_calibration: bool  # whether calibrate() must see dev predictions after training
     model_class: Any  # the transformers Auto class that loads a saved model of this task
+    uncovered: int  # inputs of the last encode() that no window covers: counted, and 0 unless broken
 
     def read(self, path: str, *, labelled: bool = True) -> list[Any]: ...
 

@@ -124,6 +124,7 @@ class ClassifyTask:
             raise BertkitError(f"max_length {model_cfg.max_length} leaves no room for text")
         self.class_weights: torch.Tensor | None = None
         self.stride = model_cfg.stride
+        self.uncovered = 0  # sub-words of the last encode() that no window covers
 
     @property
     def mode(self) -> str:
@@ -209,7 +210,7 @@ class ClassifyTask:
             else [None] * len(records)
         )
         features: list[TextFeature] = []
-        windowed = 0
+        windowed = self.uncovered = 0
         for r, (record, a, b) in enumerate(zip(records, texts, pairs)):
             target = self.target(record)
             windows = self.windows(a, b)
@@ -245,7 +246,9 @@ class ClassifyTask:
         """``ids`` as overlapping windows of at most ``size`` (one window, maybe empty, when it fits)."""
         if len(ids) <= size:
             return [ids]
-        return [ids[s : s + size] for s in window_starts(len(ids), size, min(self.stride, size // 2))]
+        starts = window_starts(len(ids), size, min(self.stride, size // 2))
+        self.uncovered += len(ids) - (starts[-1] + size)  # measured, not assumed: 0 unless windowing broke
+        return [ids[s : s + size] for s in starts]
 
     def target(self, record: TextExample) -> Any:
         if record.label is None:

