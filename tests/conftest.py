@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
+
+# The real data sets: where `make` points BERTKIT_DATA_DIR, else shared/ beside the checkout (tests
+# that need them skip when neither exists).
+SHARED_DATA = Path(
+    os.environ.get("BERTKIT_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
 CITIES = ["paris", "berlin", "tokyo", "lima", "oslo", "cairo"]

@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from bertkit.errors import BadInputError, BertkitError
 from bertkit.readers import detect_token_format, read_token_file
 from bertkit.readers.conll import read_conll, remove_position_suffix
 
-WNUT = Path("/work/shared/data/wnut17")
+WNUT = SHARED_DATA / "wnut17"
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "data.conll") -> Path:

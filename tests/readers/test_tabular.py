@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from bertkit.errors import BadInputError
 from bertkit.readers.tabular import detect_delimiter, read_table
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def write(tmp_path: Path, name: str, text: str, bom: bool = False) -> Path:
