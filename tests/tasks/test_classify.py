@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CITIES, FILLER, NAMES
 from hypothesis import given, settings
@@ -240,3 +241,18 @@ def test_dev_label_unseen_in_train_is_an_error_naming_file_and_line(tiny_bert, t
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{dev}:3:" in err and "'c'" in err
+
+
+def test_balanced_class_weights_follow_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from bertkit.records import TextExample
+    from bertkit.tasks.classify import balanced_weights
+
+    labels = ["a"] * 6 + ["b"] * 2 + ["c"] * 4
+    train = [TextExample(text="x", label=lab) for lab in labels]
+    expected = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]), y=np.array(labels))
+    assert balanced_weights(train, ["a", "b", "c"], "single").tolist() == pytest.approx(expected.tolist())
+    # multi-label: BCE's pos_weight is negatives / positives per label (a: 2 of 4 texts, b: 1 of 4)
+    multi = [TextExample(text="x", label=ls) for ls in (["a"], ["a", "b"], [], [])]
+    assert balanced_weights(multi, ["a", "b"], "multi").tolist() == pytest.approx([1.0, 3.0])
