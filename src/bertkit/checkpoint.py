@@ -14,16 +14,23 @@ import torch
 
 from bertkit.atomic import atomic_dir_files, atomic_path
 
-MODEL_FILES = ("config.json", "model.safetensors")
 STATE_FILE = "training_state.pt"
 MODEL_STATE_FILE = "model.safetensors"
 
 
 def save_model(model: torch.nn.Module, tokenizer: Any, out_dir: str | Path) -> None:
     """Write ``config.json``, ``model.safetensors`` and the tokenizer files, each atomically."""
-    with atomic_dir_files(out_dir) as scratch:
-        model.save_pretrained(scratch, safe_serialization=True)
-        tokenizer.save_pretrained(scratch)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Writing model shards" bar would cut through the training bar
+    try:
+        with atomic_dir_files(out_dir) as scratch:
+            model.save_pretrained(scratch, safe_serialization=True)
+            tokenizer.save_pretrained(scratch)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
