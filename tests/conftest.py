@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,39 @@ def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Pat
                 f.write(f"{token}\t{tag}\n")
             f.write("\n")
     return path
+
+
+def sentence(rng: random.Random, names: int, cities: int, length: int = 6) -> str:
+    """Filler words with ``names`` person names and ``cities`` city names inserted at random places."""
+    words = [rng.choice(FILLER) for _ in range(length)]
+    for w in [rng.choice(NAMES) for _ in range(names)] + [rng.choice(CITIES) for _ in range(cities)]:
+        words.insert(rng.randrange(len(words) + 1), w)
+    return " ".join(words)
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    """A TSV (by suffix) or CSV table with a header row."""
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def make_splits(
+    folder: Path,
+    make_row: Callable[[random.Random], list[str]],
+    header: list[str],
+    suffix: str = ".tsv",
+    sizes: tuple[int, int, int] = (240, 60, 60),
+) -> dict[str, Path]:
+    """Seeded train/dev/test tables of ``make_row(rng)`` rows."""
+    rng = random.Random(11)
+    return {
+        split: write_rows(folder / f"{split}{suffix}", header, [make_row(rng) for _ in range(n)])
+        for split, n in zip(("train", "dev", "test"), sizes)
+    }
 
 
 def make_tiny_bert(out: Path, layers: int = 2, hidden: int = 32, max_positions: int = 64) -> Path:

@@ -11,47 +11,28 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import CITIES, FILLER, NAMES
+from conftest import make_splits, sentence
 
 from bertkit.cli import build_parser, main
 from bertkit.errors import BertkitError
 from bertkit.tune import COLUMNS, make_study, pruning_callback, tune_config
 
 
-def sentence(rng: random.Random, names: int, cities: int, length: int = 5) -> str:
-    words = [rng.choice(FILLER) for _ in range(length)]
-    for w in [rng.choice(NAMES) for _ in range(names)] + [rng.choice(CITIES) for _ in range(cities)]:
-        words.insert(rng.randrange(len(words) + 1), w)
-    return " ".join(words)
-
-
-def write_rows(path: Path, rows: list[list[str]]) -> Path:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(["sentence", "label"])
-        writer.writerows(rows)
-    return path
-
-
-def make_splits(folder: Path) -> dict[str, Path]:
+def make_city_splits(folder: Path) -> dict[str, Path]:
     """Does the sentence name a city? Small enough for a few seconds per trial on 2 cores."""
-    rng = random.Random(11)
 
-    def row() -> list[str]:
+    def row(rng: random.Random) -> list[str]:
         has_city = rng.random() < 0.5
-        return [sentence(rng, rng.randint(0, 1), int(has_city)), "travel" if has_city else "home"]
+        return [sentence(rng, rng.randint(0, 1), int(has_city), length=5), "travel" if has_city else "home"]
 
-    return {
-        split: write_rows(folder / f"{split}.tsv", [row() for _ in range(n)])
-        for split, n in (("train", 64), ("dev", 32), ("test", 32))
-    }
+    return make_splits(folder, row, ["sentence", "label"], sizes=(64, 32, 32))
 
 
 @pytest.fixture(scope="module")
 def search(tiny_bert, tmp_path_factory) -> dict[str, Path]:
     """``bertkit tune`` with a test path that does not exist yet: tuning must never open it."""
     folder = tmp_path_factory.mktemp("tune")
-    data = make_splits(folder)
+    data = make_city_splits(folder)
     held_out = folder / "held_out.tsv"
     out = folder / "search"
     code = main(
@@ -222,7 +203,7 @@ def test_pruned_trials_are_listed_and_leave_no_weights(tiny_bert, tmp_path, monk
 
     always = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
     monkeypatch.setattr(bertkit.tune, "make_study", lambda seed, name=None: always)
-    data = make_splits(tmp_path)
+    data = make_city_splits(tmp_path)
     args = [
         "-q",
         "tune",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CITIES, FILLER, NAMES
+from conftest import make_splits, sentence, write_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
@@ -17,30 +15,6 @@ from transformers import AutoTokenizer
 from bertkit.cli import main
 from bertkit.config import DataConfig, ModelConfig
 from bertkit.tasks.classify import ClassifyConfig, ClassifyTask
-
-
-def sentence(rng: random.Random, names: int, cities: int, length: int = 6) -> str:
-    words = [rng.choice(FILLER) for _ in range(length)]
-    for w in [rng.choice(NAMES) for _ in range(names)] + [rng.choice(CITIES) for _ in range(cities)]:
-        words.insert(rng.randrange(len(words) + 1), w)
-    return " ".join(words)
-
-
-def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def make_splits(folder: Path, make_row, header: list[str], suffix: str = ".tsv") -> dict[str, Path]:
-    rng = random.Random(11)
-    return {
-        split: write_rows(folder / f"{split}{suffix}", header, [make_row(rng) for _ in range(n)])
-        for split, n in (("train", 240), ("dev", 60), ("test", 60))
-    }
 
 
 def finetune(tiny_bert: Path, data: dict[str, Path], out: Path, *extra: str) -> dict:
