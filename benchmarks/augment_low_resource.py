@@ -69,7 +69,7 @@ def finetune(args: argparse.Namespace, train: Path, out: Path, seed: int, augmen
     """One ``bertkit finetune classify`` process; its log goes to ``out/../<run>.log``."""
     epochs = args.epochs * (1 + args.augment_n) if args.match_steps and not augment else args.epochs
     cmd = [
-        sys.executable, "-m", "bertkit.cli", "finetune", "classify",
+        sys.executable, "-m", "bertkit.cli.app", "finetune", "classify",
         "--model", args.model, "--train", str(train), "--dev", str(args.data_dir / "dev.tsv"),
         "--out", str(out), "--text-column", "sentence", "--label-column", "label",
         "--epochs", str(epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),

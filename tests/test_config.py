@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import bertkit.finetune
-from bertkit import cli
+import bertkit.recipes.finetune
+from bertkit.cli import app as cli
 from bertkit.config import (
     SECTIONS,
     RunConfig,
@@ -22,7 +22,7 @@ from bertkit.config import (
 )
 from bertkit.errors import BertkitError
 from bertkit.tasks import TASKS
-from bertkit.tasks.ner import NerConfig
+from bertkit.tasks.ner.task import NerConfig
 
 ALL_SECTIONS = {**SECTIONS, "ner": NerConfig}
 
@@ -71,7 +71,7 @@ def test_defaults_then_yaml_then_cli(tmp_path):
 def test_real_cli_merges_dataset_config_yaml_and_flags(tmp_path, monkeypatch):
     """defaults < a registered data set's own config < --config YAML < flags, through `bertkit finetune`."""
     captured: list[RunConfig] = []
-    monkeypatch.setattr(bertkit.finetune, "finetune", captured.append)
+    monkeypatch.setattr(bertkit.recipes.finetune, "finetune", captured.append)
     path = write_yaml(
         tmp_path,
         "task: ner\ndata:\n  dataset: weibo_ner\n  on_bad_line: error\ntrain:\n  lr: 1.0e-4\n  seed: 3\n",
@@ -90,7 +90,7 @@ def test_real_cli_merges_dataset_config_yaml_and_flags(tmp_path, monkeypatch):
 
 
 def test_config_of_another_task_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(bertkit.finetune, "finetune", lambda cfg: None)
+    monkeypatch.setattr(bertkit.recipes.finetune, "finetune", lambda cfg: None)
     path = write_yaml(tmp_path, "task: classify\n")
     args = cli.build_parser().parse_args(["finetune", "ner", "--config", str(path)])
     with pytest.raises(BertkitError, match="classify"):

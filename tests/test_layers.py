@@ -12,18 +12,27 @@ import bertkit
 
 SRC = Path(bertkit.__file__).parent
 
-# bottom to top; the same layer may import itself. "x.*" is every module under package x, x included.
+# Bottom to top; a module may import its own layer and those below. "x.*" is every module under
+# package x, x included; a module takes the first layer that names it, so "training.*" at 5 holds the
+# training modules not named at 4. Layers are kept small so that an upward edge has somewhere to show:
+# the loop (5) cannot import the recipes (6, 7), nor the fine-tuning recipe the search built on it.
 LAYERS: dict[int, tuple[str, ...]] = {
-    0: ("config", "records", "errors", "atomic", "tagschemes"),
-    # writers (records -> files), augment (records -> records), metrics_classify (beside metrics), report
-    # and tune (jobs beside plots and finetune) came after STYLE.md's list; placed by job and imports
-    1: ("readers.*", "metrics", "datasets", "writers", "augment", "metrics_classify"),
-    2: ("modeling", "optim", "runtime"),
+    0: ("config", "records", "errors", "atomic"),
+    # readers, writers, the data set registry, tag schemes (readers check tags where they read them),
+    # windows and batching: everything that turns files into records and features, task-free
+    1: ("data.*",),
+    2: ("modeling.*",),
     3: ("tasks.*",),
-    4: ("loop", "evaluate", "predict", "checkpoint", "plots", "finetune", "report", "tune"),
-    # the package itself (``bertkit.load``) is the Python API, a front door like the CLI and the server
-    5: ("cli", "serve", ""),
+    # what the loop and inference stand on; reports read files and need no model
+    4: ("training.runtime", "training.optim", "training.checkpoint", "training.state", "reporting.*"),
+    5: ("training.*", "inference.*"),
+    6: ("recipes.finetune",),
+    7: ("recipes.*",),
+    # the package itself (``bertkit.load``) is the Python API, a front door like the CLI
+    8: ("cli.*", "", "__main__"),
 }
+# Task families are plug-ins: only the registry (``tasks/__init__.py``) names them.
+FAMILIES = ("tasks.ner", "tasks.classify")
 
 
 def module_names() -> dict[str, Path]:
@@ -73,7 +82,7 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[
             else:
                 continue
             for alias in node.names:
-                # `from bertkit import datasets` imports the module bertkit.datasets
+                # `from bertkit import datasets` imports the module bertkit.data.registry
                 name = f"{source}.{alias.name}" if source else alias.name
                 found.append((resolve(name if name in modules else source, modules), node.lineno))
     return found
@@ -95,12 +104,12 @@ def test_every_module_has_a_layer():
 
 def test_the_scanner_sees_top_level_local_and_package_imports():
     edges = {(a, b) for a, b, _ in all_edges()}
-    assert ("tasks.ner", "tasks.windows") in edges  # from bertkit.tasks.windows import ...
-    assert ("cli", "datasets") in edges  # from bertkit import datasets
-    assert ("cli", "finetune") in edges  # inside run_finetune
-    assert ("readers", "readers.conll") in edges  # inside a function of readers/__init__.py
-    assert ("", "predict") in edges  # bertkit.load
-    assert ("tasks.ner", "config") in edges
+    assert ("tasks.ner.task", "data.windows") in edges  # from bertkit.data.windows import ...
+    assert ("recipes.finetune", "data.registry") in edges  # from bertkit.data import registry
+    assert ("cli.finetune", "recipes.finetune") in edges  # inside a function
+    assert ("data.readers", "data.readers.conll") in edges  # inside a function of readers/__init__.py
+    assert ("", "inference.predictor") in edges  # bertkit.load
+    assert ("tasks.ner.task", "config") in edges
 
 
 def test_no_module_imports_a_higher_layer():
@@ -115,15 +124,40 @@ def test_no_module_imports_a_higher_layer():
     assert not violations, "upward imports:\n" + "\n".join(violations)
 
 
+def family_of(module: str) -> str | None:
+    return next((f for f in FAMILIES if module == f or module.startswith(f + ".")), None)
+
+
+def test_no_module_names_a_task_family_but_the_registry():
+    leaks = [
+        f"{module or 'bertkit'}:{line} imports {target}"
+        for module, target, line in all_edges()
+        if family_of(target) and module != "tasks" and family_of(module) != family_of(target)
+    ]
+    assert not leaks, "only tasks/__init__.py may name a task family:\n" + "\n".join(leaks)
+
+
+def test_every_family_is_listed():
+    found = {".".join(m.split(".")[:2]) for m in module_names() if m.startswith("tasks.") and "." in m[6:]}
+    assert found == set(FAMILIES)
+
+
 def test_layer_check_catches_an_upward_import(tmp_path):
-    assert layer_of("readers.conll") == 1 and layer_of("readers") == 1 and layer_of("tasks.ner") == 3
-    assert layer_of("readersx") is None and layer_of("taskset") is None
-    fake = tmp_path / "metrics.py"
+    assert layer_of("data.readers.conll") == 1 and layer_of("data.readers") == 1
+    assert layer_of("tasks.ner.task") == 3 and layer_of("training.runtime") == 4
+    assert layer_of("training.loop") == 5 and layer_of("recipes.tune") == 7
+    assert layer_of("datax") is None and layer_of("taskset") is None
+    fake = tmp_path / "loop.py"
     fake.write_text(
-        "import bertkit.records\n\ndef f():\n    from bertkit.loop import fit\n"
-        "    from . import tasks\n    from .readers.conll import read_conll\n"
+        "import bertkit.records\n\ndef f():\n    from bertkit.recipes.tune import tune\n"
+        "    from . import checkpoint\n    from ..data.readers.conll import read_conll\n"
     )
-    modules = {**module_names(), "metrics": fake}
-    found = imports_of("metrics", fake, modules)
-    assert found == [("records", 1), ("loop", 4), ("tasks", 5), ("readers.conll", 6)]
-    assert [t for t, _ in found if layer_of(t) > layer_of("metrics")] == ["loop", "tasks"]
+    modules = {**module_names(), "training.loop": fake}
+    found = imports_of("training.loop", fake, modules)
+    assert found == [
+        ("records", 1),
+        ("recipes.tune", 4),
+        ("training.checkpoint", 5),
+        ("data.readers.conll", 6),
+    ]
+    assert [t for t, _ in found if layer_of(t) > layer_of("training.loop")] == ["recipes.tune"]

@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 def load(model_dir: str, **kwargs: Any) -> Any:
     """A fine-tuned model directory, ready to ``.predict(["Some text ..."])`` (entities with offsets)."""
-    from bertkit.predict import load as load_predictor
+    from bertkit.inference.predictor import load as load_predictor
 
     return load_predictor(model_dir, **kwargs)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bertkit.tasks.classify import ClassifyTask
-from bertkit.tasks.ner import NerTask
+from bertkit.tasks.classify.task import ClassifyTask
+from bertkit.tasks.ner.task import NerTask
 
 TASKS: dict[str, type] = {"ner": NerTask, "classify": ClassifyTask}
 

@@ -60,8 +60,3 @@ class Task(Protocol):
     def write_predictions(
         self, src: str, out: str, records: Sequence[Any], predictions: list[Any]
     ) -> None: ...
-
-
-def feature_length(feature: Any) -> int:
-    """Sequence length of a feature, used to group batches by length."""
-    return len(feature.input_ids)

@@ -1,0 +1,46 @@
+"""The ``bertkit`` command: the parser built from one module per verb, and error handling for all."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from bertkit.cli import datasets, finetune, inference, report
+from bertkit.errors import BertkitError
+
+VERBS = (finetune, inference, report, datasets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertkit", description=__doc__, allow_abbrev=False)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    for verb in VERBS:
+        verb.add_parsers(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname).1s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except BertkitError as err:
+        print(f"bertkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "bertkit: interrupted. A fine-tuning run keeps the state of its last evaluation in "
+            "OUT/checkpoint; continue it with --resume OUT",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Tests for readers/tabular.py: TSV/CSV/JSON-lines tables of texts and labels, and their errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+from bertkit.data.readers.tabular import detect_delimiter, read_table
+from bertkit.errors import BadInputError
+
+DATA = SHARED_DATA
+
+
+def write(tmp_path: Path, name: str, text: str, bom: bool = False) -> Path:
+    path = tmp_path / name
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def raises_at(path: Path, line: int, fragment: str, **kw) -> BadInputError:
+    with pytest.raises(BadInputError) as info:
+        read_table(path, **kw)
+    assert info.value.line == line
+    assert str(info.value).startswith(f"{path}:{line}: " if line else f"{path}: ")
+    assert fragment in str(info.value)
+    return info.value
+
+
+def test_glue_tsv_keeps_unbalanced_quotes_verbatim(tmp_path):
+    path = write(tmp_path, "train.tsv", 'sentence\tlabel\nhe said "hi \t1\nshe left .\t0\n"odd\t1\n')
+    examples = read_table(path, text_column="sentence", label_column="label")
+    assert [ex.text for ex in examples] == ['he said "hi', "she left .", '"odd']
+    assert [ex.label for ex in examples] == ["1", "0", "1"]  # GLUE's 0/1 stay strings
+    assert [ex.line for ex in examples] == [2, 3, 4]
+    assert examples[0].path == str(path) and examples[0].pair is None
+
+
+def test_bom_does_not_hide_the_first_header_name(tmp_path):
+    path = write(tmp_path, "data.tsv", "sentence\tlabel\r\ngood\tpos\r\n", bom=True)
+    examples = read_table(path, text_column="sentence", label_column="label")
+    assert [(ex.text, ex.label, ex.line) for ex in examples] == [("good", "pos", 2)]
+
+
+def test_csv_quoted_comma_and_newline_keep_line_numbers(tmp_path):
+    text = 'text,label\n"a, b",x\n"first line\nsecond line",y\nplain,x\n"c ""quoted""",y\n'
+    examples = read_table(write(tmp_path, "data.csv", text), text_column="text", label_column="label")
+    assert [ex.text for ex in examples] == ["a, b", "first line\nsecond line", "plain", 'c "quoted"']
+    assert [ex.line for ex in examples] == [2, 3, 5, 6]
+
+
+def test_csv_field_count_error_after_a_multiline_record_names_its_line(tmp_path):
+    path = write(tmp_path, "data.csv", 'text,label\n"one\ntwo",x\nthree\n')
+    raises_at(
+        path, 4, "expected 2 fields (as in the header), found 1", text_column="text", label_column="label"
+    )
+
+
+def test_csv_unterminated_quote_is_an_error_at_its_start(tmp_path):
+    path = write(tmp_path, "data.csv", 'text,label\nok,x\n"never closed,y\nmore,x\n')
+    raises_at(path, 3, "malformed CSV", text_column="text", label_column="label")
+
+
+def test_jsonl(tmp_path):
+    records = [{"q": "a?", "p": "b.", "y": "yes"}, {"q": "c?", "p": "d.", "y": 1}]
+    path = write(tmp_path, "data.jsonl", "\n".join(map(json.dumps, records)) + "\n\n")
+    examples = read_table(path, text_column="q", pair_column="p", label_column="y")
+    assert [(ex.text, ex.pair, ex.label, ex.line) for ex in examples] == [
+        ("a?", "b.", "yes", 1),
+        ("c?", "d.", "1", 2),
+    ]
+
+
+def test_jsonl_multi_label_lists_and_missing_keys(tmp_path):
+    path = write(tmp_path, "data.jsonl", '{"t": "x", "y": ["b", "a", "b"]}\n{"y": []}\n')
+    raises_at(path, 2, "missing key 't'", text_column="t", label_column="y", label_mode="multi")
+    examples = read_table(path, text_column="t", label_column="y", label_mode="multi", on_bad_line="warn")
+    assert [ex.label for ex in examples] == [["a", "b"]]
+
+
+def test_jsonl_null_or_non_string_values_are_bad_lines(tmp_path):
+    path = write(
+        tmp_path, "data.jsonl", '{"t": null, "y": "a"}\n{"t": 5, "y": "a"}\n{"t": "ok", "y": null}\n'
+    )
+    raises_at(path, 1, "text in column 't' must be a string", text_column="t", label_column="y")
+    assert read_table(path, text_column="t", label_column="y", on_bad_line="warn") == []
+    null_label = write(tmp_path, "labels.jsonl", '{"t": "ok", "y": "a"}\n{"t": "ok", "y": null}\n')
+    raises_at(null_label, 2, "label None must be a string", text_column="t", label_column="y")
+
+
+def test_columns_by_index_without_header(tmp_path):
+    path = write(tmp_path, "data.tsv", "0\tfirst text\tpos\n1\tsecond text\tneg\n")
+    examples = read_table(path, text_column=1, label_column="2", header=False)
+    assert [(ex.text, ex.label, ex.line) for ex in examples] == [
+        ("first text", "pos", 1),
+        ("second text", "neg", 2),
+    ]
+
+
+def test_columns_by_index_with_header(tmp_path):
+    path = write(tmp_path, "data.tsv", "id\ttext\tlabel\n0\tfirst\tpos\n")
+    examples = read_table(path, text_column=1, label_column=2, header=True)
+    assert [(ex.text, ex.label, ex.line) for ex in examples] == [("first", "pos", 2)]
+    # header="auto" with indices only: the header row is read as data.
+    assert [ex.text for ex in read_table(path, text_column=1, label_column=2)] == ["text", "first"]
+
+
+def test_missing_column_names_file_line_one_and_the_header(tmp_path):
+    path = write(tmp_path, "data.tsv", "sentence\tlabel\nx\t1\n")
+    raises_at(path, 1, "no column 'text'; the header has: sentence, label", text_column="text")
+
+
+def test_wrong_field_count_names_the_line(tmp_path):
+    path = write(tmp_path, "data.tsv", "sentence\tlabel\na\t1\nb\t0\textra\nc\t1\n")
+    raises_at(
+        path, 3, "expected 2 fields (as in the header), found 3", text_column="sentence", label_column="label"
+    )
+    no_header = write(tmp_path, "raw.tsv", "a\t1\nb\n")
+    raises_at(
+        no_header, 2, "expected 2 fields (as in the first row, line 1), found 1", text_column=0, header=False
+    )
+
+
+def test_blank_lines_in_the_middle_are_bad_at_the_end_ignored(tmp_path):
+    path = write(tmp_path, "data.tsv", "sentence\tlabel\na\t1\n\nb\t0\n\n\n")
+    raises_at(path, 3, "blank line", text_column="sentence", label_column="label")
+    examples = read_table(path, text_column="sentence", label_column="label", on_bad_line="warn")
+    assert [ex.line for ex in examples] == [2, 4]
+
+
+def test_empty_text_is_a_bad_line(tmp_path):
+    path = write(tmp_path, "data.tsv", "sentence\tlabel\n  \t1\n")
+    raises_at(path, 2, "empty text", text_column="sentence", label_column="label")
+
+
+def test_unknown_label_with_a_fixed_set_names_file_and_line(tmp_path):
+    path = write(tmp_path, "dev.tsv", "sentence\tlabel\na\t1\nb\t2\n")
+    raises_at(
+        path,
+        3,
+        "unknown label '2'; expected one of 0, 1",
+        text_column=0,
+        label_column=1,
+        header=True,
+        labels={"0", "1"},
+    )
+
+
+def test_regression_labels_and_parse_errors(tmp_path):
+    path = write(tmp_path, "sts.tsv", "s1\ts2\tscore\na\tb\t3.5\nc\td\t 1e0 \n")
+    examples = read_table(
+        path, text_column="s1", pair_column="s2", label_column="score", label_mode="regression"
+    )
+    assert [ex.label for ex in examples] == [3.5, 1.0]
+    bad = write(tmp_path, "bad.tsv", "s1\ts2\tscore\na\tb\t3.5\nc\td\thigh\n")
+    raises_at(
+        bad,
+        3,
+        "label 'high' is not a number",
+        text_column="s1",
+        label_column="score",
+        label_mode="regression",
+    )
+
+
+def test_multi_label_splitting(tmp_path):
+    path = write(tmp_path, "data.tsv", "text\ttags\na\tsport, news ,sport\nb\t\nc\t,news,\n")
+    examples = read_table(path, text_column="text", label_column="tags", label_mode="multi")
+    assert [ex.label for ex in examples] == [["news", "sport"], [], ["news"]]
+    piped = write(tmp_path, "piped.tsv", "text\ttags\na\tx|y\n")
+    assert read_table(
+        piped, text_column=0, label_column=1, header=True, label_mode="multi", label_delimiter="|"
+    )[0].label == ["x", "y"]
+
+
+def test_unlabelled_test_file(tmp_path):
+    path = write(tmp_path, "test.tsv", "index\tsentence\n0\tfirst\n1\tsecond\n")
+    examples = read_table(path, text_column="sentence", label_column="label", require_labels=False)
+    assert [(ex.text, ex.label) for ex in examples] == [("first", None), ("second", None)]
+    raises_at(path, 1, "no column 'label'", text_column="sentence", label_column="label")
+    no_header = write(tmp_path, "raw.tsv", "first\nsecond\n")
+    assert read_table(no_header, text_column=0, label_column=1, require_labels=False)[1].label is None
+    raises_at(no_header, 1, "label column 1 is out of range", text_column=0, label_column=1)
+
+
+def test_warn_mode_skips_and_counts(tmp_path, caplog):
+    path = write(tmp_path, "data.tsv", "sentence\tlabel\na\t1\nb\t1\tx\n\t0\nc\t5\nd\t0\n")
+    with caplog.at_level(logging.INFO):
+        examples = read_table(
+            path, text_column="sentence", label_column="label", labels=["0", "1"], on_bad_line="warn"
+        )
+    assert [ex.text for ex in examples] == ["a", "d"]
+    assert f"{path}: 2 rows (3 skipped)" in caplog.text
+    assert "1 line(s) with wrong field counts (first at line 3)" in caplog.text
+    assert "1 line(s) with empty texts (first at line 4)" in caplog.text
+    assert "1 line(s) with unknown labels (first at line 5)" in caplog.text
+
+
+def test_delimiter_detection_and_override(tmp_path):
+    assert detect_delimiter(write(tmp_path, "a.txt", "x,y\n")) == ","
+    assert detect_delimiter(write(tmp_path, "b.txt", "x, y\tz\n")) == "\t"
+    assert detect_delimiter(write(tmp_path, "c.jsonl", "{}\n")) is None
+    semi = write(tmp_path, "d.csv", 'text;label\n"a;b";x\n')
+    assert read_table(semi, text_column="text", label_column="label", delimiter=";")[0].text == "a;b"
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="shared GLUE data not available")
+def test_glue_sample_files():
+    dev = read_table(DATA / "glue_sst2/dev.tsv", text_column="sentence", label_column="label")
+    assert len(dev) == 872 and {ex.label for ex in dev} == {"0", "1"}
+    assert not dev[0].text.endswith(" ")
+    rte = read_table(
+        DATA / "glue_rte/train.tsv", text_column="sentence1", pair_column="sentence2", label_column="label"
+    )
+    assert len(rte) == 2490 and all(ex.pair for ex in rte)
+    assert {ex.label for ex in rte} == {"entailment", "not_entailment"}
+    test = read_table(
+        DATA / "glue_sst2/test.tsv", text_column="sentence", label_column="label", require_labels=False
+    )
+    assert len(test) == 1821 and all(ex.label is None for ex in test)

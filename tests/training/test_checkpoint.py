@@ -1,0 +1,294 @@
+"""Tests for checkpoint.py and atomic.py: Hugging Face layout, atomic writes, training state, safe loads."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pickletools
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertForMaskedLM,
+    BertForTokenClassification,
+)
+
+from bertkit import atomic
+from bertkit.atomic import atomic_dir_files, atomic_path, write_json, write_text
+from bertkit.training.checkpoint import STATE_FILE, load_training_state, save_model, save_training_state
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+SENTENCES = ["alice smith went to paris", "bob saw zzzz in tokyo today", "the"]
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def token_classifier(tiny_bert: Path, seed: int = 0) -> BertForTokenClassification:
+    torch.manual_seed(seed)
+    model = BertForTokenClassification.from_pretrained(
+        tiny_bert,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    return model.eval()
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files or scratch directories the atomic writers could leave behind."""
+    return sorted(p.name for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp"))
+
+
+# --- save_model: the Hugging Face layout --------------------------------------------------------------
+
+
+def test_saved_model_reloads_with_auto_classes_and_gives_identical_logits(tiny_bert, tmp_path):
+    model = token_classifier(tiny_bert)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    out = tmp_path / "model"
+    save_model(model, tokenizer, out)
+
+    reloaded = AutoModelForTokenClassification.from_pretrained(out).eval()
+    reloaded_tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    again = reloaded_tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], again["input_ids"])
+    assert (batch["input_ids"] == tokenizer.unk_token_id).sum() == 0  # a real vocabulary, not all [UNK]
+    with torch.no_grad():
+        expected = model(**batch).logits
+        got = reloaded(**again).logits
+    assert got.shape == (3, batch["input_ids"].shape[1], len(LABELS))
+    assert torch.equal(got, expected)
+    assert reloaded.config.id2label == dict(enumerate(LABELS))
+    assert reloaded.config.label2id == {label: i for i, label in enumerate(LABELS)}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert leftovers(out) == []
+
+
+def test_save_model_over_an_older_model_replaces_it(tiny_bert, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    out = tmp_path / "model"
+    save_model(token_classifier(tiny_bert, seed=0), tokenizer, out)
+    newer = token_classifier(tiny_bert, seed=1)
+    save_model(newer, tokenizer, out)
+    reloaded = AutoModelForTokenClassification.from_pretrained(out)
+    assert torch.equal(reloaded.classifier.weight, newer.classifier.weight)
+    assert leftovers(out) == []
+
+
+# --- atomic writes ------------------------------------------------------------------------------------
+
+
+def test_atomic_path_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="crash"), atomic_path(path) as tmp:
+        tmp.write_text("half of the new")
+        assert tmp.parent == path.parent and tmp != path
+        raise RuntimeError("crash")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_atomic_path_failure_on_a_new_file_leaves_nothing(tmp_path):
+    path = tmp_path / "sub" / "new.txt"
+    with pytest.raises(KeyboardInterrupt), atomic_path(path) as tmp:
+        tmp.write_text("partial")
+        raise KeyboardInterrupt
+    assert list(path.parent.iterdir()) == []
+
+
+def test_atomic_path_success_replaces_and_cleans_up(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text("old")
+    write_json(path, {"f1": 0.5, "name": "größe"})
+    assert path.read_text(encoding="utf-8") == '{\n  "f1": 0.5,\n  "name": "größe"\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_atomic_write_respects_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        write_text(tmp_path / "atomic.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_files_failure_keeps_the_old_files(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("old config")
+    (out / "model.safetensors").write_text("old weights")
+    with pytest.raises(OSError, match="disk full"), atomic_dir_files(out) as scratch:
+        (scratch / "model.safetensors").write_text("new weights")
+        (scratch / "config.json").write_text("new config")
+        raise OSError("disk full")
+    assert (out / "config.json").read_text() == "old config"
+    assert (out / "model.safetensors").read_text() == "old weights"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_atomic_dir_files_moves_everything_config_last(tmp_path, monkeypatch):
+    out = tmp_path / "model"
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        moved.append(Path(dst).relative_to(out).as_posix())
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
+    with atomic_dir_files(out) as scratch:
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
+            (scratch / name).write_text(name)
+        (scratch / "sub").mkdir()
+        (scratch / "sub" / "extra.bin").write_text("extra")
+    assert moved[-1] == "config.json"
+    assert sorted(moved) == [
+        "config.json",
+        "model.safetensors",
+        "sub/extra.bin",
+        "tokenizer.json",
+        "vocab.txt",
+    ]
+    assert (out / "sub" / "extra.bin").read_text() == "extra"
+    assert (out / "vocab.txt").read_text() == "vocab.txt"
+    assert leftovers(out) == []
+
+
+# --- training state -----------------------------------------------------------------------------------
+
+
+def one_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> None:
+    optimizer.zero_grad()
+    model(**batch).loss.backward()
+    optimizer.step()
+
+
+def assert_same(a, b, where: str = "state") -> None:
+    """Recursive equality of nested state (tensors compared exactly)."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.fixture
+def labelled_batch(tiny_bert) -> dict:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    batch = dict(tokenizer(SENTENCES, padding=True, return_tensors="pt"))
+    generator = torch.Generator().manual_seed(0)
+    batch["labels"] = torch.randint(0, len(LABELS), batch["input_ids"].shape, generator=generator)
+    return batch
+
+
+def test_training_state_round_trip_resumes_exactly(tiny_bert, tmp_path, labelled_batch):
+    model = token_classifier(tiny_bert, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    one_step(model, optimizer, labelled_batch)
+    one_step(model, optimizer, labelled_batch)
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "step": 2,
+        "epoch": 0.5,
+        "rng": torch.get_rng_state(),
+        "best": None,
+        "history": [{"f1": 0.25}],
+    }
+    save_training_state(tmp_path / "ckpt", model, state)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["model.safetensors", STATE_FILE]
+
+    fresh = token_classifier(tiny_bert, seed=1)
+    assert not torch.equal(fresh.classifier.weight, model.classifier.weight)
+    loaded = load_training_state(tmp_path / "ckpt", fresh)
+    assert_same(fresh.state_dict(), model.state_dict(), "weights")
+    assert_same(loaded, state)
+
+    resumed = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    resumed.load_state_dict(loaded["optimizer"])
+    one_step(model, optimizer, labelled_batch)
+    one_step(fresh, resumed, labelled_batch)
+    assert_same(fresh.state_dict(), model.state_dict(), "weights after one more step")
+
+
+def test_training_state_of_a_model_with_tied_weights(tiny_bert, tmp_path):
+    torch.manual_seed(0)
+    model = BertForMaskedLM.from_pretrained(tiny_bert)
+    decoder, embeddings = model.cls.predictions.decoder.weight, model.bert.embeddings.word_embeddings.weight
+    assert decoder.data_ptr() == embeddings.data_ptr()  # the case safetensors would refuse undeduplicated
+    with torch.no_grad():
+        embeddings.add_(1.0)
+    save_training_state(tmp_path, model, {"step": 1})
+
+    torch.manual_seed(1)
+    fresh = BertForMaskedLM.from_pretrained(tiny_bert)
+    assert load_training_state(tmp_path, fresh) == {"step": 1}
+    assert_same(fresh.state_dict(), model.state_dict(), "weights")
+    tied = fresh.cls.predictions.decoder.weight, fresh.bert.embeddings.word_embeddings.weight
+    assert tied[0].data_ptr() == tied[1].data_ptr()
+
+
+def test_loading_weights_of_another_architecture_is_refused(tiny_bert, tmp_path):
+    save_training_state(tmp_path, token_classifier(tiny_bert), {"step": 0})
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="do not match"):
+        load_training_state(tmp_path, BertForMaskedLM.from_pretrained(tiny_bert))
+
+
+UNPICKLED: list[str] = []
+
+
+def record_unpickling(tag: str) -> str:
+    UNPICKLED.append(tag)
+    return tag
+
+
+class Payload:
+    """An object whose unpickling runs code: what a malicious training_state.pt would hold."""
+
+    def __reduce__(self):
+        return (record_unpickling, ("ran",))
+
+
+def test_training_state_load_refuses_arbitrary_objects(tiny_bert, tmp_path):
+    model = token_classifier(tiny_bert)
+    save_training_state(tmp_path, model, {"step": 1})
+    torch.save({"step": 2, "x": Payload()}, tmp_path / STATE_FILE)
+    UNPICKLED.clear()
+    with pytest.raises(pickle.UnpicklingError):
+        load_training_state(tmp_path, model)
+    assert UNPICKLED == []
+    # the file really is hostile: its pickle imports and calls record_unpickling (read, never executed)
+    assert "record_unpickling" in pickled_globals(tmp_path / STATE_FILE)
+
+
+def pickled_globals(path: Path) -> set[str]:
+    """Names a torch.save file's pickle would import, from its opcodes, without unpickling anything."""
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    names, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if isinstance(arg, str):
+            strings.append(arg)
+        if op.name == "STACK_GLOBAL":
+            names.add(strings[-1])
+        elif op.name == "GLOBAL":
+            names.add(arg.split()[-1])
+    return names
