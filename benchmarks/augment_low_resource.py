@@ -97,7 +97,7 @@ def finetune(args: argparse.Namespace, train: Path, out: Path, seed: int, augmen
         # --augment is only a config field until the recipe calls the task's hook; say so, do not compare
         raise SystemExit(
             f"{out}: trained on {end['train_records']} records, expected {expected}; with --augment, "
-            "finetune.py must call task.augment_train(train, seed) after the dev split"
+            "finetune.py must call task.prepare_train(train, seed) after the dev split"
         )
     return Run(
         "augment" if augment else "baseline",

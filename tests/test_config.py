@@ -288,3 +288,86 @@ def test_finetune_help_lists_every_field_with_its_default(task, capsys, monkeypa
             assert fld.metadata["help"].split()[0] in entries[flag]
             for short in fld.metadata.get("flags", ()):
                 assert entries.get(short) == entries[flag], f"{short} should share the entry of {flag}"
+
+
+# --- bounds -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train": {"epochs": 0}}, "train.epochs (--epochs) must be > 0, got 0.0"),
+        ({"train": {"epochs": -1}}, "train.epochs (--epochs) must be > 0, got -1.0"),
+        ({"train": {"epochs": "nan"}}, "train.epochs (--epochs) must be > 0, got nan"),
+        ({"train": {"batch_size": 0}}, "train.batch_size (--batch-size) must be >= 1, got 0"),
+        ({"train": {"batch_size": -4}}, "train.batch_size (--batch-size) must be >= 1, got -4"),
+        ({"train": {"grad_accum": 0}}, "train.grad_accum must be >= 1, got 0"),
+        ({"train": {"lr": -1}}, "train.lr (--lr) must be >= 0, got -1.0"),
+        ({"train": {"warmup_ratio": 1.5}}, "train.warmup_ratio must be in [0, 1], got 1.5"),
+        ({"train": {"warmup_ratio": -0.1}}, "train.warmup_ratio must be in [0, 1], got -0.1"),
+        ({"train": {"weight_decay": -0.01}}, "train.weight_decay must be >= 0, got -0.01"),
+        ({"train": {"max_grad_norm": -1}}, "train.max_grad_norm must be >= 0, got -1.0"),
+        ({"train": {"max_steps": -1}}, "train.max_steps must be >= 0, got -1"),
+        ({"train": {"eval_every": -1}}, "train.eval_every must be >= 0, got -1"),
+        ({"train": {"save_every": -1}}, "train.save_every must be >= 0, got -1"),
+        ({"train": {"patience": -2}}, "train.patience must be >= 0, got -2"),
+        ({"train": {"log_every": 0}}, "train.log_every must be >= 1, got 0"),
+        ({"train": {"threads": -1}}, "train.threads must be >= 0, got -1"),
+        ({"data": {"dev_fraction": 0}}, "data.dev_fraction must be in (0, 1), got 0.0"),
+        ({"data": {"dev_fraction": 1}}, "data.dev_fraction must be in (0, 1), got 1.0"),
+        ({"model": {"dropout": 1}}, "model.dropout must be in [0, 1), got 1.0"),
+        ({"model": {"dropout": -0.1}}, "model.dropout must be in [0, 1), got -0.1"),
+        ({"model": {"max_length": 4}}, "model.max_length (--max-length) must be >= 8, got 4"),
+        ({"model": {"stride": -1}}, "model.stride (--stride) must be >= 0, got -1"),
+        ({"model": {"freeze_layers": -1}}, "model.freeze_layers must be >= 0, got -1"),
+        (
+            {"model": {"max_length": 16, "stride": 16}},
+            "model.stride (--stride) must be below model.max_length (16), got 16",
+        ),
+    ],
+)
+def test_out_of_bounds_value_is_one_line_naming_field_and_bound(overrides, message):
+    with pytest.raises(BertkitError) as info:
+        build_config("ner", NerConfig, overrides)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"train": {"lr": 0}},  # allowed: a run that must not move the weights
+        {"train": {"warmup_ratio": 0, "max_grad_norm": 0, "weight_decay": 0, "threads": 0}},
+        {"train": {"warmup_ratio": 1, "epochs": 0.01, "batch_size": 1, "log_every": 1}},
+        {"model": {"dropout": 0.0, "max_length": 8, "stride": 7}},
+        {"model": {"max_length": 16}},  # the default stride (32) shrinks to fit; only a chosen one must
+        {"data": {"dev_fraction": 0.5}},
+    ],
+)
+def test_values_on_the_bounds_are_accepted(overrides):
+    build_config("ner", NerConfig, overrides)
+
+
+def test_cli_flags_and_yaml_get_the_same_check(tmp_path):
+    with pytest.raises(BertkitError, match=re.escape("train.epochs (--epochs) must be > 0, got 0.0")):
+        from_cli("--epochs", "0")
+    path = write_yaml(tmp_path, "train:\n  batch_size: 0\n")
+    with pytest.raises(BertkitError, match=re.escape("train.batch_size (--batch-size) must be >= 1")):
+        from_cli(yaml_overrides=load_yaml(path))
+
+
+def test_validate_checks_a_config_built_in_python():
+    cfg = build_config("ner", NerConfig, {})
+    assert cfg.validate() is cfg
+    cfg.train.grad_accum = 0
+    with pytest.raises(BertkitError, match=re.escape("train.grad_accum must be >= 1, got 0")):
+        cfg.validate()
+
+
+def test_help_shows_the_bounds(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "240")
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "ner", "--help"])
+    entries = help_entries(capsys.readouterr().out)
+    assert "> 0 (default: 3.0)" in entries["--epochs"]
+    assert "in [0, 1] (default: 0.1)" in entries["--train.warmup_ratio"]
+    assert ">= 1 (default: 32)" in entries["--batch-size"]

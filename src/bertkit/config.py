@@ -3,12 +3,15 @@
 Precedence is defaults < ``--config run.yaml`` < command-line flags. Every field is reachable as
 ``--section.field`` (``--train.lr 3e-5``); the common ones also have short forms (``--lr``) declared
 in the field's metadata. Task families add their own section (``ner:``, ``classify:``) as a dataclass.
+A field's bounds (``gt``, ``ge``, ``lt``, ``le``) live in its metadata too: ``--help`` shows them and
+``build_config`` checks them, so a bad value is one clear line however it was given.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import operator
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +21,35 @@ import yaml
 
 from bertkit.errors import BertkitError
 
+# bound name -> (test, symbol); the tests are written so that NaN fails every bound
+BOUNDS = {
+    "gt": (operator.gt, ">"),
+    "ge": (operator.ge, ">="),
+    "lt": (operator.lt, "<"),
+    "le": (operator.le, "<="),
+}
 
-def option(default: Any, help: str, *flags: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with help text, optional short CLI flags and allowed values."""
-    meta = {"help": help, "flags": flags, "choices": choices}
+
+def option(
+    default: Any,
+    help: str,
+    *flags: str,
+    choices: tuple[str, ...] | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A config field with help text, optional short CLI flags, allowed values and numeric bounds."""
+    bounds = {k: v for k, v in {"gt": gt, "ge": ge, "lt": lt, "le": le}.items() if v is not None}
+    meta = {"help": help, "flags": flags, "choices": choices, "bounds": bounds}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+# [CLS] and [SEP] (three specials for a pair) must leave room for text
+MIN_MAX_LENGTH = 8
 
 
 @dataclass
@@ -42,7 +67,7 @@ class DataConfig:
     on_bad_line: str = option(
         "error", "stop at a malformed line, or count it and go on", "--on-bad-line", choices=("error", "warn")
     )
-    dev_fraction: float = option(0.1, "share of train held out as dev when no dev file is given")
+    dev_fraction: float = option(0.1, "share of train held out as dev when no dev file is given", gt=0, lt=1)
 
 
 @dataclass
@@ -50,25 +75,36 @@ class ModelConfig:
     name_or_path: str | None = option(None, "local model directory or hub id", "--model")
     revision: str | None = option(None, "hub revision (branch, tag or commit) when loading from the hub")
     trust_remote_code: bool = option(False, "allow model code from the hub (off unless you ask)")
-    max_length: int = option(128, "sub-word tokens per window, special tokens included", "--max-length")
-    stride: int = option(32, "sub-word tokens shared by consecutive windows of a long input", "--stride")
+    max_length: int = option(
+        128, "sub-word tokens per window, special tokens included", "--max-length", ge=MIN_MAX_LENGTH
+    )
+    stride: int = option(
+        32,
+        "sub-word tokens shared by consecutive windows of a long input; below max_length (the default "
+        "shrinks to fit short windows)",
+        "--stride",
+        ge=0,
+    )
     freeze_embeddings: bool = option(False, "do not train the embedding layer")
-    freeze_layers: int = option(0, "do not train the bottom K encoder layers")
-    dropout: float | None = option(None, "override the model's hidden dropout probability")
+    freeze_layers: int = option(0, "do not train the bottom K encoder layers", ge=0)
+    dropout: float | None = option(None, "override the model's hidden dropout probability", ge=0, lt=1)
 
 
 @dataclass
 class TrainConfig:
-    epochs: float = option(3.0, "passes over the training data", "--epochs")
-    max_steps: int = option(0, "stop after this many optimizer steps (0: run all epochs)")
-    lr: float = option(5e-5, "peak learning rate", "--lr")
-    batch_size: int = option(32, "examples (windows) per optimizer step", "--batch-size")
-    grad_accum: int = option(1, "micro-batches accumulated per optimizer step")
-    weight_decay: float = option(0.01, "AdamW decoupled weight decay (never on biases and LayerNorm)")
-    warmup_ratio: float = option(0.1, "share of steps with linear learning-rate warm-up")
-    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
-    eval_every: int = option(0, "evaluate on dev every N steps (0: after each epoch)")
-    patience: int = option(0, "stop after N evaluations without dev improvement (0: never)")
+    epochs: float = option(3.0, "passes over the training data", "--epochs", gt=0)
+    max_steps: int = option(0, "stop after this many optimizer steps (0: run all epochs)", ge=0)
+    lr: float = option(5e-5, "peak learning rate", "--lr", ge=0)
+    batch_size: int = option(32, "examples (windows) per optimizer step", "--batch-size", ge=1)
+    grad_accum: int = option(1, "micro-batches accumulated per optimizer step", ge=1)
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay (never on biases and LayerNorm)", ge=0)
+    warmup_ratio: float = option(0.1, "share of steps with linear learning-rate warm-up", ge=0, le=1)
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)", ge=0)
+    eval_every: int = option(0, "evaluate on dev every N steps (0: after each epoch)", ge=0)
+    save_every: int = option(
+        0, "save a training state for --resume every N steps (0: at each evaluation)", ge=0
+    )
+    patience: int = option(0, "stop after N evaluations without dev improvement (0: never)", ge=0)
     seed: int = option(42, "seed for weights of new heads, shuffling and dropout", "--seed")
     precision: str = option(
         "auto",
@@ -76,8 +112,8 @@ class TrainConfig:
         "--precision",
         choices=("auto", "fp32", "bf16"),
     )
-    threads: int = option(0, "CPU threads (0: all available cores)")
-    log_every: int = option(10, "write a training-log line every N steps")
+    threads: int = option(0, "CPU threads (0: all available cores)", ge=0)
+    log_every: int = option(10, "write a training-log line every N steps", ge=1)
     resume: str | None = option(None, "continue the interrupted run saved in this directory", "--resume")
 
 
@@ -86,6 +122,11 @@ class OutputConfig:
     dir: str | None = option(None, "output directory for the model, metrics, log and plots", "--out")
     plot: bool = option(True, "write curves.png")
     checkpoint: bool = option(True, "keep the training state for --resume at each evaluation")
+    overwrite: bool = option(
+        False,
+        "start afresh in an output directory that holds an earlier run (its files are removed)",
+        "--overwrite",
+    )
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
@@ -117,6 +158,22 @@ class RunConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
+    def validate(self) -> RunConfig:
+        """Check every field's bounds and the fields that depend on each other; return self.
+
+        ``build_config`` calls it; call it yourself on a config built or changed in Python.
+        """
+        for name, section in self.sections().items():
+            check_bounds(name, section)
+        model, default_stride = self.model, ModelConfig.stride
+        # the default stride shrinks to fit short windows (the task warns); a chosen one must fit
+        if model.stride != default_stride and model.stride >= model.max_length:
+            raise BertkitError(
+                f"model.stride (--stride) must be below model.max_length ({model.max_length}), "
+                f"got {model.stride}"
+            )
+        return self
+
 
 def build_config(task_name: str, task_cls: type, overrides: dict[str, dict[str, Any]]) -> RunConfig:
     """Make a RunConfig from ``{section: {field: value}}``, checking names, types and choices."""
@@ -133,7 +190,7 @@ def build_config(task_name: str, task_cls: type, overrides: dict[str, dict[str, 
                 raise BertkitError(f"unknown option {name}.{key}; known: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
         built[name] = cls(**{k: coerce(v, hints[k], f"{name}.{k}", known[k]) for k, v in values.items()})
-    return RunConfig(task_name, built.pop(task_name), **built)
+    return RunConfig(task_name, built.pop(task_name), **built).validate()
 
 
 def load_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -187,6 +244,26 @@ def coerce(value: Any, hint: Any, name: str, fld: dataclasses.Field | None = Non
     return value
 
 
+def check_bounds(section: str, obj: Any) -> None:
+    """Raise for the first field of the dataclass ``obj`` whose value is outside its declared bounds."""
+    for fld in dataclasses.fields(obj):
+        bounds, value = fld.metadata.get("bounds"), getattr(obj, fld.name)
+        if not bounds or value is None:
+            continue
+        if not all(BOUNDS[k][0](value, limit) for k, limit in bounds.items()):
+            flags = "".join(f" ({f})" for f in fld.metadata.get("flags", ())[:1])
+            raise BertkitError(f"{section}.{fld.name}{flags} must be {describe_bounds(bounds)}, got {value}")
+
+
+def describe_bounds(bounds: dict[str, float]) -> str:
+    """``{"ge": 0, "lt": 1}`` as ``in [0, 1)``; a single bound as ``> 0``."""
+    low = next(((k, v) for k, v in bounds.items() if k in ("gt", "ge")), None)
+    high = next(((k, v) for k, v in bounds.items() if k in ("lt", "le")), None)
+    if low and high:
+        return f"in {'(' if low[0] == 'gt' else '['}{low[1]}, {high[1]}{')' if high[0] == 'lt' else ']'}"
+    return " and ".join(f"{BOUNDS[k][1]} {v}" for k, v in bounds.items())
+
+
 def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -218,7 +295,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: dict[str, ty
                     if fld.metadata.get("choices")
                     else (fld.name.split("_")[-1].upper())
                 )
-            group.add_argument(*flags, help=f"{fld.metadata.get('help', '')} (default: {default})", **kwargs)
+            bounds = fld.metadata.get("bounds")
+            limits = f", {describe_bounds(bounds)}" if bounds else ""
+            kwargs["help"] = f"{fld.metadata.get('help', '')}{limits} (default: {default})"
+            group.add_argument(*flags, **kwargs)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -52,3 +52,11 @@ class BadLines:
         """Log one warning line per kind of problem met (nothing when the file was clean)."""
         for kind, n in self.counts.items():
             log.warning("%s: %d line(s) with %s (first at line %d)", self.path, n, kind, self.first[kind])
+
+
+class InputLimitError(BertkitError):
+    """A prediction call beyond a configured bound (too many inputs, or an input too long)."""
+
+    def __init__(self, limit: str, message: str):
+        self.limit = limit
+        super().__init__(message)

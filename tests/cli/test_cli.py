@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ner_command, synthetic_sentence, write_conll
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -23,7 +24,23 @@ def trained(tiny_bert, synthetic_ner, tmp_path_factory) -> Path:
     return out
 
 
-def test_finetune_writes_the_run_directory(trained):
+def entity_spans(lines: list[str], column: int) -> set[tuple[int, int, int, str]]:
+    """``(sentence, start, end, type)`` of the IOB2 entities in a CoNLL column, read here without bertkit
+    or seqeval, so that the metrics can be checked against them."""
+    found, sentence, start, kind = set(), 0, None, None
+    rows = [line.split("\t") if line.strip() else None for line in lines] + [None]
+    for i, row in enumerate(rows):
+        tag = row[column] if row else "O"
+        if start is not None and not (tag.startswith("I-") and tag[2:] == kind):
+            found.add((sentence, start, i, kind))
+            start = None
+        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
+            start, kind = i, tag[2:]
+        sentence += row is None
+    return found
+
+
+def test_finetune_writes_the_run_directory(trained, synthetic_ner):
     for name in (
         "config.json",
         "model.safetensors",
@@ -38,8 +55,13 @@ def test_finetune_writes_the_run_directory(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     for when in ("before", "after"):
         assert {"precision", "recall", "f1", "per_type"} <= metrics[when].keys()
-        assert 0.0 <= metrics[when]["f1"] <= 1.0
-    assert set(metrics["after"]["per_type"]) == {"PER", "LOC"}
+    # names and cities are easy to learn: a random head finds next to none, the trained one nearly all
+    assert metrics["before"]["f1"] < 0.3
+    assert metrics["after"]["f1"] >= 0.95
+    assert all(scores["f1"] >= 0.9 for scores in metrics["after"]["per_type"].values())
+    gold = entity_spans(synthetic_ner["test"].read_text().splitlines(), column=1)
+    support = {kind: sum(e[3] == kind for e in gold) for kind in ("PER", "LOC")}
+    assert {kind: s["support"] for kind, s in metrics["after"]["per_type"].items()} == support
     model = AutoModelForTokenClassification.from_pretrained(trained)
     assert set(model.config.id2label.values()) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC"}
     assert AutoTokenizer.from_pretrained(trained).tokenize("alice smith") == ["alice", "smith"]
@@ -95,6 +117,40 @@ def test_predict_conll_tags_every_token_of_long_sentences(trained, tmp_path):
         gold.append(a.split("\t")[1])
         pred.append(b.split("\t")[2])
     assert sum(g == p for g, p in zip(gold, pred)) / len(gold) > 0.95
+
+
+def test_predictions_score_what_metrics_json_says(trained, synthetic_ner, tmp_path):
+    out = tmp_path / "test.pred.conll"
+    args = [
+        "-q",
+        "predict",
+        "--model",
+        str(trained),
+        "--input",
+        str(synthetic_ner["test"]),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    lines = out.read_text().splitlines()
+    gold, pred = entity_spans(lines, column=1), entity_spans(lines, column=2)
+    correct = len(gold & pred)
+    f1 = 2 * correct / (len(gold) + len(pred))
+    assert f1 == pytest.approx(json.loads((trained / "metrics.json").read_text())["after"]["f1"])
+
+
+def test_evaluate_uses_omp_num_threads_when_threads_is_not_given(trained, synthetic_ner, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that the change to 1 is seen even where 1 is the default
+    try:
+        assert main(["-q", "evaluate", "--model", str(trained), "--data", str(synthetic_ner["dev"])]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["-q", "evaluate", "--model", str(trained), "--data", str(synthetic_ner["dev"]),
+                     "--threads", "2"]) == 0  # fmt: skip
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_predict_text_gives_entities_with_character_offsets(trained, tmp_path):

@@ -292,3 +292,84 @@ def pickled_globals(path: Path) -> set[str]:
         elif op.name == "GLOBAL":
             names.add(arg.split()[-1])
     return names
+
+
+# --- a kill at any moment of a checkpoint write -------------------------------------------------------
+
+
+class SimulatedKill(BaseException):
+    """Raised where a kill -9 would strike; a BaseException, so nothing on the way catches it."""
+
+
+class KillingOs:
+    """``os`` for checkpoint.py whose ``kill_at``-th durable step (fsync, rename, delete) dies."""
+
+    def __init__(self, kill_at: int):
+        self.kill_at, self.calls = kill_at, 0
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def step(self) -> None:
+        self.calls += 1
+        if self.calls == self.kill_at:
+            raise SimulatedKill
+
+    def fsync(self, fd):
+        self.step()
+        os.fsync(fd)
+
+    def replace(self, src, dst):
+        self.step()
+        os.replace(src, dst)
+
+
+WRITE_STEPS = (
+    7  # fsync weights, fsync state, fsync dir, rename old aside, rename new in, fsync parent, rmtree
+)
+
+
+@pytest.mark.parametrize("kill_at", range(1, WRITE_STEPS + 1))
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_or_the_new_one(tmp_path, monkeypatch, kill_at):
+    from bertkit.training import checkpoint
+
+    ckpt = tmp_path / "checkpoint"
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    save_training_state(ckpt, model, {"step": 1})
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    killing = KillingOs(kill_at)
+    real_rmtree = checkpoint.shutil.rmtree
+
+    def dying_rmtree(path, *args, **kwargs):
+        if Path(path).name == ".checkpoint.old":
+            killing.step()
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "os", killing)
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", dying_rmtree)
+    with pytest.raises(SimulatedKill):
+        save_training_state(ckpt, model, {"step": 2})
+    monkeypatch.undo()
+
+    fresh = torch.nn.Linear(3, 2)
+    step = load_training_state(ckpt, fresh)["step"]
+    assert step == (2 if kill_at > 5 else 1)  # new once it is renamed into place, else the previous one
+    assert torch.equal(fresh.weight, torch.full((2, 3), float(step)))  # never step-2 weights with step 1
+    checkpoint.clean_orphans(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.safetensors", STATE_FILE]
+
+
+def test_clean_orphans_removes_what_killed_writers_left(tmp_path):
+    from bertkit.training.checkpoint import clean_orphans
+
+    (tmp_path / ".checkpoint.abc.tmp").mkdir()
+    (tmp_path / ".saving-xyz").mkdir()
+    (tmp_path / ".metrics.json.123.tmp").write_text("half")
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / ".hidden-by-the-user").write_text("mine")
+    clean_orphans(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden-by-the-user", "metrics.json"]

@@ -33,13 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     except BertkitError as err:
         print(f"bertkit: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        # training stops on Ctrl-C or SIGTERM with a checkpoint and says so (exit code 130 or 143)
         print(
-            "bertkit: interrupted. A fine-tuning run keeps the state of its last evaluation in "
-            "OUT/checkpoint; continue it with --resume OUT",
+            f"bertkit: {err}"
+            if str(err)
+            else "bertkit: interrupted. A fine-tuning run keeps its last checkpoint in OUT/checkpoint; "
+            "continue it with --resume OUT",
             file=sys.stderr,
         )
-        return 130
+        return getattr(err, "exit_code", 130)
 
 
 if __name__ == "__main__":

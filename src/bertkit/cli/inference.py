@@ -1,12 +1,18 @@
-"""``bertkit evaluate`` and ``bertkit predict``: a saved model on a labelled file, or on new input."""
+"""``bertkit evaluate`` and ``bertkit predict``: a saved model on a labelled file, or on new input.
+
+The paths and numbers given are checked before the model is loaded, so a typo costs no waiting.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from bertkit.atomic import write_json
+from bertkit.errors import BertkitError
 
 log = logging.getLogger("bertkit")
 
@@ -36,7 +42,14 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
 
 
 def add_inference_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=64, help="windows per batch (default 64)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per batch, >= 1 (default 64)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPU threads (default 0: $OMP_NUM_THREADS when set, else the cores this process may use)",
+    )
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument(
         "--format",
@@ -52,10 +65,46 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_args(args: argparse.Namespace, input_flag: str, source: str) -> None:
+    """Refuse bad numbers, a model or input that is not there, and an output that is a directory."""
+    if args.batch_size < 1:
+        raise BertkitError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise BertkitError(f"--threads must be >= 0, got {args.threads}")
+    if Path(args.model).is_file():
+        raise BertkitError(f"--model {args.model} is a file; it takes a fine-tuned model directory")
+    if not Path(args.model).is_dir():
+        raise BertkitError(f"--model {args.model}: no such directory")
+    if Path(source).is_dir():
+        raise BertkitError(f"{input_flag} {source} is a directory; it takes a file")
+    if not Path(source).is_file():
+        raise BertkitError(f"{input_flag} {source}: no such file")
+    if args.out and Path(args.out).is_dir():
+        raise BertkitError(f"--out {args.out} is a directory; it takes the file to write")
+
+
+def resolve_threads(threads: int) -> int:
+    """``--threads 0``: OMP_NUM_THREADS when set (the usual way to share a machine), else 0 (every core)."""
+    if threads:
+        return threads
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    first = value.split(",")[0].strip()  # OpenMP allows a list per nesting level; the first is ours
+    if not first:
+        return 0
+    if not first.isdigit() or int(first) < 1:
+        raise BertkitError(f"OMP_NUM_THREADS must be a positive number of threads, got {value!r}")
+    return int(first)
+
+
 def load_predictor(args: argparse.Namespace) -> Any:
     from bertkit.inference.predictor import Predictor
 
-    predictor = Predictor.load(args.model, precision=args.precision, batch_size=args.batch_size)
+    predictor = Predictor.load(
+        args.model,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        threads=resolve_threads(args.threads),
+    )
     if args.format:
         predictor.task.data_cfg.format = args.format
     if args.on_bad_line:
@@ -66,6 +115,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
 def run_evaluate(args: argparse.Namespace) -> int:
     from bertkit.reporting.tables import format_table
 
+    check_args(args, "--data", args.data)
     metrics = load_predictor(args).evaluate(args.data)
     print(format_table({args.model: metrics}, f"{args.data}"))
     if args.out:
@@ -74,6 +124,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    check_args(args, "--input", args.input)
     count = load_predictor(args).predict_file(args.input, args.out)
     log.info("wrote predictions for %d records to %s", count, args.out)
     return 0

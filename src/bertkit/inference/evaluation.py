@@ -9,38 +9,40 @@ import torch
 from tqdm.auto import tqdm
 
 from bertkit.data.batching import inference_batches
-from bertkit.tasks.base import Task
+from bertkit.tasks.base import EvaluationTask
 from bertkit.training.runtime import Runtime, eval_mode, to_device
 
 
 def predict_features(
     model: torch.nn.Module,
-    task: Task,
+    task: EvaluationTask,
     records: Sequence[Any],
     features: Sequence[Any],
     runtime: Runtime,
     batch_size: int,
-    desc: str = "predict",
+    desc: str | None = "predict",
 ) -> list[Any]:
-    """One prediction per record, from its (possibly several) encoded windows."""
+    """One prediction per record, from its (possibly several) encoded windows.
+
+    ``desc`` labels a progress bar; None shows none (what a server calling this per request wants).
+    """
     decoder = task.decoder(records, features)
-    model.to(runtime.device)
+    batches = inference_batches(features, batch_size)
+    shown = desc is not None and getattr(runtime, "is_main", True)
     with eval_mode(model), runtime.autocast():
-        for idx in tqdm(
-            inference_batches(features, batch_size), desc=desc, unit="batch", leave=False, dynamic_ncols=True
-        ):
+        for idx in tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=not shown):
             batch = to_device(task.collate([features[i] for i in idx]), runtime.device)
-            decoder.add(task.forward(model, batch), batch)
+            decoder.add(task.predict_step(model, batch), batch)
     return decoder.predictions()
 
 
 def evaluate_records(
     model: torch.nn.Module,
-    task: Task,
+    task: EvaluationTask,
     records: Sequence[Any],
     runtime: Runtime,
     batch_size: int,
-    desc: str = "evaluate",
+    desc: str | None = "evaluate",
     features: Sequence[Any] | None = None,
 ) -> dict:
     """Metrics of ``model`` on labelled ``records`` (pass ``features`` when already encoded)."""

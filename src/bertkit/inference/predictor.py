@@ -1,71 +1,177 @@
-"""Batched prediction from a saved model: Python API (``bertkit.load(DIR).predict``) and files.
+"""Batched prediction from a saved model: the Python API (``bertkit.load(DIR).predict``) and files.
 
-A model directory written by bertkit carries ``run.yaml``; a plain Hugging Face token-classification
-directory works too (the task and tag scheme are then read off ``config.json``).
+A ``Predictor`` is safe to call again and again from one process (a server does): a call changes no
+state, prints nothing, and returns one result dataclass (with ``to_dict()``) per input, in order.
+A model directory written by bertkit carries ``run.yaml``; a plain Hugging Face directory works too
+(the task is then read off the architecture in ``config.json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from bertkit.config import RunConfig, build_config, load_yaml
-from bertkit.data.tagschemes import detect_scheme
-from bertkit.errors import BertkitError
+from bertkit.errors import BertkitError, InputLimitError
 from bertkit.inference.evaluation import predict_features
 from bertkit.modeling.load import load_tokenizer
 from bertkit.tasks import TASKS, make_task
-from bertkit.training.runtime import make_runtime
+from bertkit.tasks.base import PredictionTask, Result
+from bertkit.training.runtime import Runtime, make_runtime
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURE_TASKS = {"ForTokenClassification": "ner", "ForSequenceClassification": "classify"}
+FILE_CHUNK = 2048  # records predicted and written at a time: bounds memory on large files
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one ``predict`` call; None is unbounded (a server sets them)."""
+
+    max_inputs: int | None = None
+    max_chars: int | None = None  # per input, all its texts together
 
 
 class Predictor:
     """A fine-tuned model ready to predict: ``Predictor.load(DIR).predict(["text", ...])``."""
 
-    def __init__(self, task: Any, model: Any, runtime: Any, batch_size: int = 64):
-        self.task, self.model, self.runtime, self.batch_size = task, model, runtime, batch_size
+    def __init__(
+        self,
+        task: PredictionTask,
+        model: Any,
+        runtime: Runtime,
+        batch_size: int = 64,
+        limits: Limits = Limits(),
+    ):
+        self.task, self.model, self.runtime = task, model, runtime
+        self.batch_size, self.limits = batch_size, limits
+        self.model.to(runtime.device).eval()
 
     @classmethod
-    def load(cls, model_dir: str | Path, precision: str = "auto", batch_size: int = 64) -> Predictor:
+    def load(
+        cls,
+        model_dir: str | Path,
+        precision: str = "auto",
+        batch_size: int = 64,
+        threads: int = 0,
+        limits: Limits = Limits(),
+    ) -> Predictor:
+        if batch_size < 1:
+            raise BertkitError(f"batch size must be at least 1, got {batch_size}")
         cfg = saved_run_config(model_dir)
         tokenizer = load_tokenizer(cfg.model)
         id2label = hf_labels(model_dir)
-        labels = [id2label[i] for i in sorted(id2label)]
-        if cfg.task_name == "ner" and cfg.task.tag_scheme == "auto":
-            cfg.task.tag_scheme = detect_scheme([labels])
-        task = make_task(cfg, tokenizer, labels)
+        task = make_task(cfg, tokenizer, [id2label[i] for i in sorted(id2label)])
         model = task.model_class.from_pretrained(str(model_dir))
-        return cls(task, model, make_runtime(precision), batch_size)
+        return cls(task, model, make_runtime(precision, threads), batch_size, limits)
 
-    def predict_records(self, records: list[Any], desc: str = "predict") -> list[Any]:
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's inputs, in the order the task feeds them."""
+        return self.task.input_names
+
+    def predict(self, inputs: Sequence[Any]) -> list[Result]:
+        """One result per input, in order: entities with character offsets (NER), label and class
+        probabilities (classify). An input is a text, or what the task takes (a ``(text, pair)``
+        tuple, a list of tokens, a mapping like ``{"text": ...}``, or a record)."""
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise BertkitError(
+                f"predict takes a list of inputs, got {type(inputs).__name__}; for one text pass [text]"
+            )
+        if self.limits.max_inputs is not None and len(inputs) > self.limits.max_inputs:
+            raise InputLimitError(
+                "max_inputs", f"{len(inputs)} inputs in one call; the limit is {self.limits.max_inputs}"
+            )
+        records = []
+        for i, item in enumerate(inputs):
+            if item is None:
+                raise BertkitError(f"input {i} is None")
+            records.append(self.task.to_record(item))
+            self.check_size(i, records[-1])
+        predictions = self.predict_records(records)
+        return [self.task.result(r, p) for r, p in zip(records, predictions)]
+
+    def check_size(self, index: int, record: Any) -> None:
+        limit = self.limits.max_chars
+        if limit is not None and (size := record_chars(record)) > limit:
+            raise InputLimitError("max_chars", f"input {index} has {size} characters; the limit is {limit}")
+
+    def predict_records(self, records: Sequence[Any], desc: str | None = None) -> list[Any]:
+        if not records:
+            return []
         features = self.task.encode(records)
         return predict_features(self.model, self.task, records, features, self.runtime, self.batch_size, desc)
 
-    def predict(self, texts: list[str]) -> list[Any]:
-        """One result per text: entities with character offsets (NER), label and probabilities (classify)."""
-        records = self.task.text_records(texts)
-        return [self.task.to_api(r, p) for r, p in zip(records, self.predict_records(records))]
-
     def evaluate(self, path: str) -> dict:
-        records = self.task.read(path)
-        return self.task.metrics(self.predict_records(records, "evaluate"), records)
+        """Metrics of the model on a labelled file."""
+        records = self.task.read(require_file(path, "data"))
+        features = self.task.encode(records)
+        self.task.describe_encoding(records, features, path)
+        predictions = predict_features(
+            self.model, self.task, records, features, self.runtime, self.batch_size, "evaluate"
+        )
+        return self.task.metrics(predictions, records)
 
     def predict_file(self, path: str, out: str) -> int:
-        """Predict every record of ``path`` and write them to ``out``; returns the record count."""
-        records = self.task.read(path, labelled=False)
-        self.task.write_predictions(path, out, records, self.predict_records(records))
+        """Predict every record of ``path`` into ``out``, chunk by chunk; returns the record count.
+
+        The output is written as predictions arrive and renamed into place when complete, so memory
+        stays bounded by a chunk and a crash leaves no half-written file.
+        """
+        records = self.task.read(require_file(path, "input"), labelled=False)
+        with (
+            self.task.prediction_writer(path, out) as writer,
+            tqdm(total=len(records), desc="predict", unit="record", leave=False) as bar,
+        ):
+            for part in chunks(records, FILE_CHUNK):
+                for record, prediction in zip(part, self.predict_records(part)):
+                    writer.write(record, prediction)
+                bar.update(len(part))
         return len(records)
 
 
 def load(model_dir: str | Path, **kwargs: Any) -> Predictor:
-    """``bertkit.load(DIR)``: the model saved in DIR, ready to ``.predict(texts)``."""
+    """``bertkit.load(DIR)``: the model saved in DIR, ready to ``.predict(inputs)``."""
     return Predictor.load(model_dir, **kwargs)
+
+
+def require_file(path: str, role: str) -> str:
+    if not Path(path).is_file():
+        what = "a directory, not a file" if Path(path).is_dir() else "no such file"
+        raise BertkitError(f"{path}: {what} (the --{role} file)")
+    return path
+
+
+def chunks(records: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of about ``size`` records, never cutting a document (its sentences may
+    serve as each other's context)."""
+    begin = 0
+    while begin < len(records):
+        end = min(begin + size, len(records))
+        doc = getattr(records[end - 1], "doc_id", None)
+        while end < len(records) and doc is not None and getattr(records[end], "doc_id", None) == doc:
+            end += 1
+        yield records[begin:end]
+        begin = end
+
+
+def record_chars(record: Any) -> int:
+    """Characters of all the texts of a record (its string fields and lists of strings)."""
+    total = 0
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, list) and value and isinstance(value[0], str) and field.name != "tags":
+            total += sum(len(v) for v in value)
+    return total
 
 
 def saved_run_config(model_dir: str | Path) -> RunConfig:
@@ -84,16 +190,16 @@ def saved_run_config(model_dir: str | Path) -> RunConfig:
     keep = {"max_length", "stride"}
     overrides["model"] = {k: v for k, v in model.items() if k in keep}
     overrides["model"]["name_or_path"] = str(model_dir)
-    cfg = build_config(task_name, TASKS[task_name].config_class, overrides)
-    return cfg
+    return build_config(task_name, TASKS[task_name].config_class, overrides)
 
 
 def task_from_architecture(model_dir: Path) -> str:
+    """The family whose model class heads this architecture (``BertForTokenClassification`` -> ner)."""
     config = AutoConfig.from_pretrained(str(model_dir))
     for arch in config.architectures or []:
-        for suffix, task in ARCHITECTURE_TASKS.items():
-            if arch.endswith(suffix):
-                return task
+        for name, task_cls in TASKS.items():
+            if arch.endswith(task_cls.model_class.__name__.removeprefix("AutoModel")):
+                return name
     raise BertkitError(f"{model_dir}: cannot tell the task from architectures {config.architectures}")
 
 

@@ -1,29 +1,115 @@
 """Build or load models and tokenizers, attach task heads, freeze layers.
 
-Hub ids and local directories load the same way; remote code stays off unless the user asks.
+Hub ids and local directories load the same way; remote code stays off unless the user asks. A model
+that cannot be found or read, or a window longer than its positions, is one clear line before any work.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 from transformers.utils import logging as hf_logging
 
 from bertkit.config import ModelConfig
 from bertkit.errors import BertkitError
+from bertkit.modeling.embeddings import input_embeddings  # noqa: F401 (tasks import it from here)
 from bertkit.modeling.freeze import freeze
 
 log = logging.getLogger(__name__)
 
+# These number positions from pad_token_id + 1 (fairseq's habit), so that many fewer are usable.
+PADDING_OFFSET_MODELS = {
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "roberta-prelayernorm",
+    "camembert",
+    "longformer",
+    "data2vec-text",
+    "xmod",
+    "luke",
+    "mpnet",
+    "ibert",
+    "markuplm",
+    "lilt",
+    "layoutlmv3",
+}
+
+
+def check_model(cfg: ModelConfig) -> PretrainedConfig:
+    """The model's config, resolved once before any work; refuses a max_length beyond its positions."""
+    config = load_config(cfg)
+    limit = position_limit(config)
+    if limit is not None and cfg.max_length > limit:
+        raise BertkitError(
+            f"--max-length {cfg.max_length} is more than {cfg.name_or_path} takes ({limit} positions); "
+            f"pass --max-length {limit} or less"
+        )
+    return config
+
+
+def position_limit(config: PretrainedConfig) -> int | None:
+    """Sub-word tokens one window may hold, or None where positions are relative only (DeBERTa-v3)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or getattr(config, "position_biased_input", True) is False:
+        return None
+    if config.model_type in PADDING_OFFSET_MODELS:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
+def load_config(cfg: ModelConfig, **config_kwargs: Any) -> PretrainedConfig:
+    """``AutoConfig.from_pretrained`` for a local directory or a hub id, its failures as one line."""
+    name = require_model_name(cfg)
+    local = Path(name).is_dir()
+    if local and not (Path(name) / "config.json").is_file():
+        raise BertkitError(f"--model {name}: not a model directory (no config.json)")
+    try:
+        return AutoConfig.from_pretrained(
+            name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **config_kwargs
+        )
+    except (OSError, ValueError) as err:
+        where = "" if local else " (no such local directory; tried the hub)"
+        raise BertkitError(f"cannot load model {name}{where}: {first_line(err)}") from err
+
+
+def require_model_name(cfg: ModelConfig) -> str:
+    """The model's name, refused early when it is a file or a missing local directory."""
+    name = cfg.name_or_path
+    if not name:
+        raise BertkitError("no model: pass --model (a local directory or a hub id)")
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise BertkitError(f"--model {name} is a file; it takes a model directory or a hub id")
+    if path.is_dir():
+        return str(path)
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise BertkitError(f"--model {name}: no such model directory") from None
+    return name  # a hub id, or a relative path that does not exist: the hub's answer says which
+
+
+def first_line(err: Exception) -> str:
+    # transformers' messages go on with advice on several lines; the first says what went wrong
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
     """A fast tokenizer: word ids and character offsets are needed to align labels and windows."""
-    tokenizer = AutoTokenizer.from_pretrained(
-        cfg.name_or_path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
-    )
+    name = require_model_name(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise BertkitError(f"cannot load the tokenizer of {name}: {first_line(err)}") from err
     if not getattr(tokenizer, "is_fast", False):
         raise BertkitError(f"{cfg.name_or_path}: bertkit needs a fast (Rust) tokenizer; none was found")
     return tokenizer
@@ -36,9 +122,7 @@ def load_model(auto_class: Any, cfg: ModelConfig, **config_kwargs: Any) -> torch
     """
     if cfg.dropout is not None:
         config_kwargs["hidden_dropout_prob"] = cfg.dropout
-    config = AutoConfig.from_pretrained(
-        cfg.name_or_path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **config_kwargs
-    )
+    config = load_config(cfg, **config_kwargs)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the new head as "missing"; we say it once
     try:

@@ -2,7 +2,8 @@
 
 Writes to the output directory: the best model in the Hugging Face layout, ``run.yaml`` (the resolved
 config, enough to repeat the run), ``metrics.json`` (before/after), ``train_log.jsonl``, ``curves.png``
-and ``checkpoint/`` (the training state for ``--resume``).
+and ``checkpoint/`` (the training state for ``--resume``). The directory must be new or empty, or hold
+an earlier run and be given ``--overwrite`` (which empties it), or be continued with ``--resume DIR``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import json
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +21,30 @@ from typing import Any
 from bertkit.atomic import write_json, write_text
 from bertkit.config import RunConfig
 from bertkit.data import registry as datasets
+from bertkit.data.features import InMemoryFeatures
 from bertkit.errors import BertkitError
 from bertkit.inference.evaluation import evaluate_records, predict_features
-from bertkit.modeling.load import load_tokenizer
+from bertkit.modeling.load import check_model, load_tokenizer
 from bertkit.reporting.plots import plot_confusion, plot_curves
 from bertkit.reporting.tables import format_table
 from bertkit.tasks import make_task
-from bertkit.training.checkpoint import load_weights, save_model
+from bertkit.training.checkpoint import (
+    STATE_FILE,
+    clean_orphans,
+    has_checkpoint,
+    load_weights,
+    read_training_state,
+    save_model,
+)
 from bertkit.training.loop import TrainLog, fit
 from bertkit.training.runtime import make_runtime, seed_everything
+from bertkit.training.state import check_fingerprint, run_fingerprint
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+# files only a bertkit run writes: --overwrite empties a directory that has one of them, no other
+RUN_FILES = ("run.yaml", "train_log.jsonl", "metrics.json", CHECKPOINT)
 
 
 def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
@@ -38,27 +53,34 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     ``on_eval(step, dev_metrics)`` is called after each dev evaluation (and may raise to stop the run).
     """
     started = time.perf_counter()
-    out = require_out_dir(cfg)
-    resume_from = checkpoint_to_resume(cfg)
+    # everything that can refuse the run comes before anything touches the output directory
+    cfg.validate()
+    check_model(cfg.model)  # a bad --model or --max-length stops the run before the output directory exists
     paths = data_paths(cfg)
+    fingerprint = run_fingerprint(cfg, {k: v for k, v in paths.items() if k in ("train", "dev")})
+    out = prepare_out_dir(cfg)
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
+    resume_from = checkpoint_to_resume(cfg, out, fingerprint)
     runtime = make_runtime(cfg.train.precision, cfg.train.threads)
     tokenizer = load_tokenizer(cfg.model)
     task = make_task(cfg, tokenizer)
+    task.prepare_tokenizer(tokenizer)  # before the model is built: it sizes the embeddings
     train = task.read(paths["train"])
     dev = None
     if not paths.get("dev"):
         train, dev = split_dev(train, cfg.data.dev_fraction, cfg.train.seed)
-    train = task.augment_train(train, cfg.train.seed)  # after the split: no copy of a dev text in train
+    train = task.prepare_train(train, cfg.train.seed)  # after the split: no copy of a dev text in train
     task.setup(train)
     # dev and test are read against train's label set, so a label train never saw is caught at its line
     dev = task.read(paths["dev"]) if dev is None else dev
     test = task.read(paths["test"]) if paths.get("test") else None
     write_text(out / "run.yaml", repeatable(cfg).to_yaml())
-    train_features = task.encode(train)
-    truncated = task.uncovered
-    dev_features = task.encode(dev)
-    eval_records = test if test is not None else dev
+    train_features = encoded(task, train, "train")
+    truncated = task.uncovered(train, train_features)
+    dev_features = encoded(task, dev, "dev")
     eval_split = "test" if test is not None else "dev"
+    eval_records = test if test is not None else dev
+    eval_features = encoded(task, test, "test") if test is not None else dev_features
     eval_batch = cfg.train.batch_size * 2
 
     seed_everything(cfg.train.seed)
@@ -68,7 +90,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         metrics = {
             "split": eval_split,
             "before": evaluate_records(
-                model, task, eval_records, runtime, eval_batch, desc=f"{eval_split} (before)"
+                model, task, eval_records, runtime, eval_batch, f"{eval_split} (before)", eval_features
             ),
         }
         write_json(out / "metrics.json", metrics)
@@ -78,29 +100,33 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         state = fit(
             model,
             task,
-            train_features,
+            InMemoryFeatures(train_features),
             dataclasses.replace(cfg.train, resume=resume_from),
             runtime,
             evaluate=lambda m: evaluate_records(m, task, dev, runtime, eval_batch, "dev", dev_features),
             on_best=lambda m: save_model(m, tokenizer, out),
-            checkpoint_dir=out / "checkpoint" if cfg.output.checkpoint else None,
+            checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
             on_eval=on_eval,
+            fingerprint=fingerprint,
         )
     except BaseException:
         train_log.close()  # an interrupted or pruned run still leaves a complete log
         raise
+    if state.best_metric is None:  # no evaluation ran, so nothing saved the model: keep the final one
+        save_model(model, tokenizer, out)
     load_weights(model, out / "model.safetensors")
     if task.needs_calibration:
         task.calibrate(predict_features(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)
         write_text(out / "run.yaml", repeatable(cfg).to_yaml())
     metrics["after"] = evaluate_records(
-        model, task, eval_records, runtime, eval_batch, f"{eval_split} (after)"
+        model, task, eval_records, runtime, eval_batch, f"{eval_split} (after)", eval_features
     )
     baseline = task.baseline(train, eval_records)
     if baseline is not None:
         metrics["majority"] = baseline
     metrics["best_dev"] = {"step": state.best_step, task.main_metric: state.best_metric}
+    warn_if_worse_than_untrained(metrics, task, eval_split, train_log)
     train_log.write(
         "train_end",
         steps=state.step,
@@ -124,27 +150,101 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     return metrics
 
 
+def encoded(task: Any, records: list, split: str) -> list:
+    """The features of one split, described once in the log."""
+    features = task.encode(records)
+    task.describe_encoding(records, features, split)
+    return features
+
+
+def warn_if_worse_than_untrained(metrics: dict, task: Any, split: str, train_log: TrainLog) -> None:
+    """A fine-tuned model that scores below its own untrained head has learned nothing useful (too high
+    a learning rate, too few steps, wrong labels): say so in the log and in metrics.json."""
+    name = task.main_metric
+    before, after = metrics["before"].get(name), metrics["after"].get(name)
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+        return
+    worse = after < before if task.greater_is_better else after > before
+    metrics["worse_than_untrained"] = bool(worse)
+    if worse:
+        log.warning(
+            "the fine-tuned model scores %s %.4f on %s, below the untrained head's %.4f: check the "
+            "learning rate, the number of steps and the labels",
+            name,
+            after,
+            split,
+            before,
+        )
+        train_log.write("warning", kind="worse_than_untrained", metric=name, before=before, after=after)
+
+
 def require_out_dir(cfg: RunConfig) -> Path:
+    """The output directory, created (``tune`` keeps its trials there; ``finetune`` uses prepare_out_dir)."""
     if not cfg.output.dir:
         raise BertkitError("no output directory: pass --out DIR")
     if not cfg.model.name_or_path:
         raise BertkitError("no model: pass --model (a local directory or a hub id)")
     out = Path(cfg.output.dir)
-    if cfg.train.resume is None and (out / "checkpoint").exists():
-        log.warning("%s holds an earlier run; starting over (pass --resume %s to continue it)", out, out)
+    if out.exists() and not out.is_dir():
+        raise BertkitError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
-def checkpoint_to_resume(cfg: RunConfig) -> str | None:
-    """``--resume DIR`` names the interrupted run's output directory; its state is in DIR/checkpoint."""
+def prepare_out_dir(cfg: RunConfig) -> Path:
+    """The run's directory: ``--resume DIR`` continues the run in DIR (``--out`` is DIR or omitted);
+    otherwise ``--out`` must be new or empty, or hold an earlier run and ``--overwrite`` be given, which
+    removes everything in it. What killed writers left behind is cleaned up either way."""
+    resume = cfg.train.resume
+    if resume is not None:
+        if cfg.output.overwrite:
+            raise BertkitError("--resume continues a run and --overwrite removes it: pass one of them")
+        if cfg.output.dir and Path(cfg.output.dir).resolve() != Path(resume).resolve():
+            raise BertkitError(
+                f"--resume {resume} continues the run in {resume}; --out must be that directory or "
+                f"omitted, got --out {cfg.output.dir}"
+            )
+        if not Path(resume).is_dir():
+            raise BertkitError(f"--resume {resume}: no training state to resume from (no such directory)")
+        cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=resume))
+    out = Path(cfg.output.dir) if cfg.output.dir else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise BertkitError(f"--out {out}: exists and is not a directory")
+    if out is not None and out.is_dir():
+        clean_orphans(out)
+        if resume is None and any(out.iterdir()):
+            start_over(out, cfg.output.overwrite)
+    return require_out_dir(cfg)
+
+
+def start_over(out: Path, overwrite: bool) -> None:
+    """Empty a directory that holds an earlier run, when asked to; refuse anything else."""
+    if not overwrite:
+        raise BertkitError(
+            f"--out {out} is not empty; pass --overwrite to replace the run in it, --resume {out} to "
+            "continue it, or another --out"
+        )
+    if not any((out / name).exists() for name in RUN_FILES):
+        raise BertkitError(
+            f"--out {out} is not empty and holds no bertkit run (no {', '.join(RUN_FILES)}); "
+            "--overwrite only replaces a run, so choose another --out"
+        )
+    log.warning("--overwrite: removing the earlier run in %s", out)
+    for path in out.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def checkpoint_to_resume(cfg: RunConfig, out: Path, fingerprint: dict[str, Any]) -> str | None:
+    """``--resume DIR``: the checkpoint in DIR/checkpoint, checked against this run's fingerprint."""
     if cfg.train.resume is None:
         return None
-    ckpt = Path(cfg.train.resume) / "checkpoint"
-    if not (ckpt / "training_state.pt").is_file():
-        raise BertkitError(
-            f"{cfg.train.resume}: no training state to resume from (no {ckpt}/training_state.pt)"
-        )
+    ckpt = out / CHECKPOINT
+    if not has_checkpoint(ckpt):
+        raise BertkitError(f"{cfg.train.resume}: no training state to resume from (no {ckpt}/{STATE_FILE})")
+    check_fingerprint(ckpt, read_training_state(ckpt, mmap=True).get("fingerprint"), fingerprint)
     return str(ckpt)
 
 

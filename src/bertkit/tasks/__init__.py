@@ -1,15 +1,16 @@
-"""Task families by name. Adding one means one module here and one line in ``TASKS``."""
+"""Task families by name. Adding one means a subpackage here and one line in ``TASKS``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bertkit.tasks.base import Task
 from bertkit.tasks.classify.task import ClassifyTask
 from bertkit.tasks.ner.task import NerTask
 
 TASKS: dict[str, type] = {"ner": NerTask, "classify": ClassifyTask}
 
 
-def make_task(cfg: Any, tokenizer: Any, labels: list[str] | None = None) -> Any:
+def make_task(cfg: Any, tokenizer: Any, labels: list[str] | None = None) -> Task:
     """The task object for ``cfg.task_name`` with its config section, tokenizer and (known) labels."""
     return TASKS[cfg.task_name](cfg.task, cfg.model, cfg.data, tokenizer, labels)

@@ -1,18 +1,22 @@
-"""Saving and loading: models in the Hugging Face layout, training state for exact resume.
+"""Saving and loading: models in the Hugging Face layout, training checkpoints for exact resume.
 
-Every file is written to a temporary name in the same directory and renamed into place, so a crash
-leaves either the old file or the new one, never half of one. Loads never unpickle arbitrary objects:
-weights come from safetensors, training state from ``torch.load(weights_only=True)``.
+A checkpoint (weights + training state) is one atomic unit: written and fsynced under a temporary
+directory, then swapped into place, so a kill at any moment leaves the previous checkpoint or the new
+one, never a mix. Loads never unpickle arbitrary objects: weights come from safetensors, training
+state from ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bertkit.atomic import atomic_dir_files, atomic_path
+from bertkit.atomic import atomic_dir_files
 
 STATE_FILE = "training_state.pt"
 MODEL_STATE_FILE = "model.safetensors"
@@ -34,22 +38,110 @@ def save_model(model: torch.nn.Module, tokenizer: Any, out_dir: str | Path) -> N
 
 
 def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Weights (safetensors) plus optimizer, scheduler, RNG and loop position (tensors and plain data)."""
+    """Write weights (safetensors) and ``state`` (tensors and plain data) as one atomic directory.
+
+    The steps: write both files under ``.NAME.*.tmp``, fsync them and that directory; move the old
+    checkpoint aside to ``.NAME.old``, rename the new one into place, fsync the parent, drop the old.
+    A kill between the two renames leaves no ``NAME``: ``recover_checkpoint`` puts the old one back.
+    """
     from safetensors.torch import save_file
 
     ckpt_dir = Path(ckpt_dir)
+    parent = ckpt_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(ckpt_dir)
+    scratch = Path(tempfile.mkdtemp(dir=parent, prefix=f".{ckpt_dir.name}.", suffix=".tmp"))
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(ckpt_dir / MODEL_STATE_FILE) as tmp:
-        save_file(dedupe_shared(weights), str(tmp))
-    with atomic_path(ckpt_dir / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+    save_file(dedupe_shared(weights), str(scratch / MODEL_STATE_FILE))
+    fsync_file(scratch / MODEL_STATE_FILE)
+    with open(scratch / STATE_FILE, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(scratch)
+    old = aside(ckpt_dir)
+    if ckpt_dir.exists():
+        os.replace(ckpt_dir, old)
+    os.replace(scratch, ckpt_dir)
+    fsync_dir(parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_training_state(ckpt_dir: str | Path, model: torch.nn.Module) -> dict[str, Any]:
     """Restore the weights into ``model`` and return the rest of the saved state."""
     ckpt_dir = Path(ckpt_dir)
+    recover_checkpoint(ckpt_dir)
     load_weights(model, ckpt_dir / MODEL_STATE_FILE)
-    return torch.load(ckpt_dir / STATE_FILE, weights_only=True, map_location="cpu")
+    return read_training_state(ckpt_dir)
+
+
+def read_training_state(ckpt_dir: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The saved state without the weights (``mmap``: cheap to look at before a long set-up)."""
+    ckpt_dir = Path(ckpt_dir)
+    recover_checkpoint(ckpt_dir)
+    return torch.load(ckpt_dir / STATE_FILE, weights_only=True, map_location="cpu", mmap=mmap)
+
+
+def has_checkpoint(ckpt_dir: str | Path) -> bool:
+    ckpt_dir = Path(ckpt_dir)
+    recover_checkpoint(ckpt_dir)
+    return (ckpt_dir / STATE_FILE).is_file() and (ckpt_dir / MODEL_STATE_FILE).is_file()
+
+
+def aside(ckpt_dir: Path) -> Path:
+    return ckpt_dir.parent / f".{ckpt_dir.name}.old"
+
+
+def recover_checkpoint(ckpt_dir: str | Path) -> None:
+    """Finish or undo a swap that a kill interrupted: the complete checkpoint ends under its name."""
+    ckpt_dir = Path(ckpt_dir)
+    old = aside(ckpt_dir)
+    if not old.exists():
+        return
+    if ckpt_dir.exists():
+        shutil.rmtree(old)  # killed after the new one was in place: the old one is garbage
+    else:
+        os.replace(old, ckpt_dir)  # killed between the renames: the previous checkpoint comes back
+        fsync_dir(ckpt_dir.parent)
+
+
+def clean_orphans(out_dir: str | Path, ckpt_name: str = "checkpoint") -> list[Path]:
+    """Remove what killed writers leave in ``out_dir`` (scratch directories, ``.tmp`` files)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    recover_checkpoint(out_dir / ckpt_name)
+    removed = []
+    for path in out_dir.iterdir():
+        if path.name.startswith(".") and (path.name.endswith(".tmp") or path.name.startswith(".saving-")):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (new names, renames) durable; a no-op where the OS cannot."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the rename is still atomic
+    finally:
+        os.close(fd)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:

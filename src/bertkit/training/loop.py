@@ -1,19 +1,19 @@
 """fit(): the one training loop, for every task family.
 
 AdamW with warm-up and decay, gradient accumulation and clipping, length-grouped batches with dynamic
-padding, evaluation on dev with early stopping, and a training state saved at each evaluation so that
-``--resume`` continues exactly where the run stopped. The loop knows no task: the task encodes,
-collates, runs the model and computes the loss.
+padding read from a feature source (in memory or sharded on disk), optional evaluation with early
+stopping, and checkpoints (every ``save_every`` steps or at each evaluation, at the end, and on Ctrl-C
+or SIGTERM) from which ``--resume`` continues exactly. The loop knows no task: the task collates, runs
+the model and computes the loss.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +21,26 @@ import torch
 from tqdm.auto import tqdm
 
 from bertkit.config import TrainConfig
-from bertkit.data.batching import feature_length, length_grouped_batches
+from bertkit.data.batching import EpochBatches, epoch_batches
+from bertkit.data.features import FeatureSource, as_feature_source
+from bertkit.errors import BertkitError
 from bertkit.tasks.base import Task
 from bertkit.training.checkpoint import load_training_state, save_training_state
 from bertkit.training.optim import make_optimizer, make_scheduler
 from bertkit.training.runtime import Runtime, rng_state, set_rng_state, to_device
+from bertkit.training.signals import Interrupted, StopRequest
+from bertkit.training.state import LoopState, check_fingerprint
+from bertkit.training.train_log import TrainLog
+
+__all__ = ["LoopState", "TrainLog", "fit"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoopState:
-    """Where training stands; saved with every checkpoint so a resumed run skips consumed batches."""
-
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    step: int = 0
-    examples: int = 0
-    train_seconds: float = 0.0
-    best_metric: float | None = None
-    best_step: int = 0
-    evals_without_gain: int = 0
-    stopped_early: bool = False
-    history: list[dict] = field(default_factory=list)
-
-
-class TrainLog:
-    """Training log as JSON lines, one event per line, flushed as it goes."""
-
-    def __init__(self, path: Path | None):
-        self.file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 (lives with the run)
-
-    def write(self, event: str, **data: Any) -> None:
-        if self.file:
-            self.file.write(json.dumps({"event": event, **data}) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
 
 
 def fit(
     model: torch.nn.Module,
     task: Task,
-    train: Sequence[Any],
+    train: FeatureSource | Sequence[Any],
     cfg: TrainConfig,
     runtime: Runtime,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
@@ -73,76 +48,151 @@ def fit(
     checkpoint_dir: Path | None = None,
     train_log: TrainLog | None = None,
     on_eval: Callable[[int, dict], None] | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> LoopState:
     """Train ``model`` on the encoded ``train`` features; return the final loop state.
 
     ``evaluate`` scores the model on dev (its ``task.main_metric`` picks the best step); ``on_best``
     is called whenever that improves, to save the model; ``on_eval(step, metrics)`` after every
-    evaluation (hyper-parameter search reports and prunes there).
+    evaluation (hyper-parameter search reports and prunes there). Without ``evaluate`` nothing is
+    saved but checkpoints: the caller saves the final model (``state.best_metric`` stays None).
+    ``fingerprint`` (``state.run_fingerprint``) is saved with each checkpoint; ``cfg.resume`` names a
+    checkpoint directory to continue from, refused if its fingerprint or feature source differ.
     """
+    source = as_feature_source(train)
     train_log = train_log or TrainLog(None)
     model.to(runtime.device).train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    lengths = [feature_length(f) for f in train]
-    batches_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum)
-    total_steps = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
-    scheduler = make_scheduler(optimizer, total_steps, cfg.warmup_ratio)
-    state = LoopState()
-    if cfg.resume:
-        state = resume(Path(cfg.resume), model, optimizer, scheduler)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)
-    smoothed = None
-    while state.step < total_steps and not state.stopped_early:
-        batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed + state.epoch)
-        started = time.perf_counter()
-        for i in range(state.batch_in_epoch, len(batches)):
-            batch = to_device(task.collate([train[j] for j in batches[i]]), runtime.device)
-            with runtime.autocast():
-                loss = task.loss(task.forward(model, batch), batch)
-            (loss / cfg.grad_accum).backward()
-            state.examples += len(batches[i])
-            state.batch_in_epoch = i + 1
-            smoothed = loss.item() if smoothed is None else 0.9 * smoothed + 0.1 * loss.item()
-            if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
-                continue
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.train_seconds += time.perf_counter() - started
-            started = time.perf_counter()
-            report_step(bar, train_log, state, smoothed, scheduler.get_last_lr()[0], cfg.log_every)
-            end_of_epoch = i + 1 == len(batches)
-            if end_of_epoch:
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            if evaluate and eval_due(cfg, state.step, end_of_epoch, total_steps):
-                run_eval(model, task, evaluate, on_best, cfg, state, train_log)
-                if on_eval:
-                    on_eval(state.step, state.history[-1])
-                if checkpoint_dir:
-                    save_training_state(checkpoint_dir, model, training_state(state, optimizer, scheduler))
-                started = time.perf_counter()
-            if state.step >= total_steps or state.stopped_early:
-                break
-    bar.close()
-    log.info(
-        "trained %d steps on %d examples in %.1fs (%.1f examples/s)",
-        state.step,
-        state.examples,
-        state.train_seconds,
-        state.examples / max(state.train_seconds, 1e-9),
-    )
+    batches_per_epoch = math.ceil(len(source) / cfg.batch_size)
+    if batches_per_epoch == 0:
+        raise BertkitError("no training features: every training record was empty or skipped")
+    total_steps = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(batches_per_epoch / cfg.grad_accum))
+    state = LoopState(total_steps=total_steps, source=source.fingerprint)
+    saved = load_training_state(Path(cfg.resume), model) if cfg.resume else None
+    if saved is not None:
+        state = resumed_state(Path(cfg.resume), saved, source, fingerprint)
+        if state.total_steps != total_steps:  # the schedule is the checkpoint's, not a recomputed one
+            log.warning(
+                "resuming a run of %d steps (this config alone gives %d)", state.total_steps, total_steps
+            )
+    scheduler = make_scheduler(optimizer, state.total_steps, cfg.warmup_ratio)
+    if saved is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+    if runtime.is_main:
+        train_log.start(state.step if saved is not None else None)
+    run = Run(model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint)
+    with StopRequest() as stop:
+        while state.step < state.total_steps and not state.stopped_early:
+            batches = epoch_batches(source.lengths, cfg.batch_size, cfg.seed + state.epoch)
+            for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
+                end_of_epoch = run.optimizer_step(batches)
+                evaluated = False
+                if evaluate and eval_due(cfg, state.step, end_of_epoch, state.total_steps):
+                    run_eval(model, task, evaluate, on_best, cfg, state, train_log, runtime)
+                    evaluated = True
+                    if on_eval:
+                        on_eval(state.step, state.history[-1])
+                done = state.step >= state.total_steps or state.stopped_early
+                if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or stop.signum):
+                    run.save(checkpoint_dir)
+                if stop.signum:
+                    raise Interrupted(stop.signum, state.step, checkpoint_dir)
+                if done:
+                    break
+    run.close()
     return state
+
+
+class Run:
+    """The parts of one training run that every optimizer step touches."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        task: Task,
+        source: FeatureSource,
+        cfg: TrainConfig,
+        runtime: Runtime,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        state: LoopState,
+        train_log: TrainLog,
+        fingerprint: dict[str, Any] | None,
+    ):
+        self.model, self.task, self.source, self.cfg, self.runtime = model, task, source, cfg, runtime
+        self.optimizer, self.scheduler, self.state, self.train_log = optimizer, scheduler, state, train_log
+        self.fingerprint = fingerprint
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.smoothed: float | None = None
+        self.bar = tqdm(
+            total=state.total_steps,
+            initial=state.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not runtime.is_main,
+        )
+
+    def optimizer_step(self, batches: EpochBatches) -> bool:
+        """Accumulate one group of micro-batches and step; return whether the epoch ended."""
+        state, cfg = self.state, self.cfg
+        started = time.perf_counter()
+        group = range(state.batch_in_epoch, min(state.batch_in_epoch + cfg.grad_accum, len(batches)))
+        members = [batches[i] for i in group]
+        # each micro-batch's mean loss weighted by its share of the group's examples: the gradient is
+        # the mean over the group's examples, also for a short group at the end of an epoch
+        group_examples = sum(len(m) for m in members)
+        for i, idx in zip(group, members):
+            batch = to_device(self.task.collate([self.source[j] for j in idx]), self.runtime.device)
+            with self.runtime.autocast():
+                loss = self.task.loss(self.task.forward(self.model, batch), batch)
+            (loss * (len(idx) / group_examples)).backward()
+            state.examples += len(idx)
+            state.batch_in_epoch = i + 1
+            value = loss.item()
+            self.smoothed = value if self.smoothed is None else 0.9 * self.smoothed + 0.1 * value
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.train_seconds += time.perf_counter() - started
+        lr = self.scheduler.get_last_lr()[0]
+        report_step(self.bar, self.train_log, state, self.smoothed, lr, cfg.log_every)
+        end_of_epoch = state.batch_in_epoch == len(batches)
+        if end_of_epoch:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        return end_of_epoch
+
+    def save(self, checkpoint_dir: Path) -> None:
+        if self.runtime.is_main:
+            state = training_state(self.state, self.optimizer, self.scheduler, self.fingerprint)
+            save_training_state(checkpoint_dir, self.model, state)
+
+    def close(self) -> None:
+        self.bar.close()
+        state = self.state
+        log.info(
+            "trained %d steps on %d examples in %.1fs (%.1f examples/s)",
+            state.step,
+            state.examples,
+            state.train_seconds,
+            state.examples / max(state.train_seconds, 1e-9),
+        )
 
 
 def eval_due(cfg: TrainConfig, step: int, end_of_epoch: bool, total_steps: int) -> bool:
     if step >= total_steps:
         return True
     return step % cfg.eval_every == 0 if cfg.eval_every > 0 else end_of_epoch
+
+
+def save_due(cfg: TrainConfig, step: int, evaluated: bool) -> bool:
+    """Every ``save_every`` steps, or (``save_every`` 0) after each evaluation."""
+    return step % cfg.save_every == 0 if cfg.save_every > 0 else evaluated
 
 
 def report_step(bar: tqdm, train_log: TrainLog, state: LoopState, loss: float, lr: float, every: int) -> None:
@@ -161,15 +211,19 @@ def run_eval(
     cfg: TrainConfig,
     state: LoopState,
     train_log: TrainLog,
+    runtime: Runtime,
 ) -> None:
     """Score on dev; keep the best model; count evaluations without improvement for early stopping."""
     metrics = evaluate(model)
     model.train()
     score = metrics[task.main_metric]
-    improved = state.best_metric is None or score > state.best_metric
+    greater = getattr(task, "greater_is_better", True)
+    improved = state.best_metric is None or (
+        score > state.best_metric if greater else score < state.best_metric
+    )
     if improved:
         state.best_metric, state.best_step, state.evals_without_gain = score, state.step, 0
-        if on_best:
+        if on_best and runtime.is_main:
             on_best(model)
     else:
         state.evals_without_gain += 1
@@ -177,32 +231,42 @@ def run_eval(
     summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     state.history.append({"step": state.step, **summary})
     train_log.write("eval", step=state.step, epoch=state.epoch, improved=improved, **summary)
-    tqdm.write(f"step {state.step}: dev {task.main_metric} {score:.4f}" + (" (best)" if improved else ""))
+    if runtime.is_main:
+        tqdm.write(f"step {state.step}: dev {task.main_metric} {score:.4f}" + (" (best)" if improved else ""))
     if state.stopped_early:
         log.info("no dev improvement in %d evaluations: stopping early at step %d", cfg.patience, state.step)
 
 
-def training_state(state: LoopState, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:
+def training_state(
+    state: LoopState, optimizer: torch.optim.Optimizer, scheduler: Any, fingerprint: dict | None = None
+) -> dict:
     return {
         "loop": asdict(state),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
+        "fingerprint": fingerprint,
     }
 
 
-def resume(
-    ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+def resumed_state(
+    ckpt_dir: Path, saved: dict, source: FeatureSource, fingerprint: dict[str, Any] | None
 ) -> LoopState:
-    saved = load_training_state(ckpt_dir, model)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    set_rng_state(saved["rng"])
+    """The saved loop state, once the checkpoint is known to belong to this run and these features."""
+    if fingerprint is not None:
+        check_fingerprint(ckpt_dir, saved.get("fingerprint"), fingerprint)
     state = LoopState(**saved["loop"])
+    if state.source and state.source != source.fingerprint:
+        raise BertkitError(
+            f"{ckpt_dir}: cannot resume, the checkpoint was written for other training features "
+            f"({state.source}, these are {source.fingerprint})"
+        )
+    state.source = source.fingerprint
     log.info(
-        "resumed from %s at step %d (epoch %d, batch %d)",
+        "resumed from %s at step %d of %d (epoch %d, batch %d)",
         ckpt_dir,
         state.step,
+        state.total_steps,
         state.epoch,
         state.batch_in_epoch,
     )

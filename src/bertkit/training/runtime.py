@@ -1,6 +1,7 @@
-"""Where and how the model runs: device, matmul precision, CPU threads and seeds.
+"""Where and how the model runs: ranks, device, matmul precision, CPU threads and seeds.
 
-Kept apart from the loop so that resume and multi-process set-up change one place.
+Kept apart from the loop so that resume and multi-process set-up change one place. ``Runtime.is_main``
+gates every side effect (logs, saves, prints, progress bars), so that several ranks write nothing twice.
 """
 
 from __future__ import annotations
@@ -15,19 +16,69 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bertkit.errors import BertkitError
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the processes of one run (torchrun's variables; one process: 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
 
 
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
     precision: str  # "fp32" or "bf16"
+    ranks: Ranks = Ranks()
+
+    @property
+    def rank(self) -> int:
+        return self.ranks.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.ranks.world_size
+
+    @property
+    def local_rank(self) -> int:
+        return self.ranks.local_rank
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes logs, checkpoints and output (rank 0)."""
+        return self.ranks.rank == 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for the forward pass; master weights and optimizer stay fp32."""
         if self.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+
+def process_ranks(env: dict[str, str] | None = None) -> Ranks:
+    """Read RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE as torchrun sets them."""
+    env = os.environ if env is None else env
+
+    def number(name: str, default: int) -> int:
+        text = env.get(name)
+        if text is None or text == "":
+            return default
+        try:
+            return int(text)
+        except ValueError:
+            raise BertkitError(f"environment variable {name}: expected an integer, got {text!r}") from None
+
+    world = number("WORLD_SIZE", 1)
+    ranks = Ranks(number("RANK", 0), world, number("LOCAL_RANK", 0), number("LOCAL_WORLD_SIZE", world))
+    if not (0 <= ranks.rank < ranks.world_size and 0 <= ranks.local_rank < ranks.local_world_size):
+        raise BertkitError(f"inconsistent process ranks from the environment: {ranks}")
+    return ranks
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -42,19 +93,34 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def make_runtime(precision: str = "auto", threads: int = 0) -> Runtime:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        set_threads(threads)
+    """The runtime of this process: its ranks, its device (``cuda:LOCAL_RANK`` where CUDA exists)."""
+    ranks = process_ranks()
+    device = torch.device(f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    set_threads(threads, ranks.local_world_size)
     if precision == "auto":
         precision = "bf16" if bf16_is_fast(device) else "fp32"
-    log.info("device %s, precision %s, %d CPU threads", device, precision, torch.get_num_threads())
-    return Runtime(device, precision)
+    if ranks.rank == 0:
+        log.info("device %s, precision %s, %d CPU threads", device, precision, torch.get_num_threads())
+    return Runtime(device, precision, ranks)
 
 
-def set_threads(threads: int = 0) -> None:
-    """Use the cores this process may run on (not the host's count, which containers overstate)."""
+def thread_count(threads: int = 0, local_world_size: int = 1, env: dict[str, str] | None = None) -> int:
+    """``threads`` if set, else ``OMP_NUM_THREADS`` if set, else this process's share of the cores."""
+    env = os.environ if env is None else env
+    if threads > 0:
+        return threads
+    omp = env.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    # the cores this process may run on, not the host's count (which containers overstate)
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(threads if threads > 0 else available)
+    return max(1, available // max(1, local_world_size))
+
+
+def set_threads(threads: int = 0, local_world_size: int = 1) -> None:
+    torch.set_num_threads(thread_count(threads, local_world_size))
 
 
 def seed_everything(seed: int) -> None:
@@ -64,8 +130,14 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """RNG states that a resumed run must restore to continue exactly (dropout draws, mostly)."""
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    """RNG states that a resumed run must restore to continue exactly (dropout draws, augmentation)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        # as a tensor and plain numbers: torch.load(weights_only=True) refuses numpy arrays
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "gauss": [has_gauss, cached]},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -74,6 +146,10 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
+    if "numpy" in state:
+        saved = state["numpy"]
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, saved["pos"], *saved["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -48,6 +48,12 @@ def test_unlabelled_when_there_is_no_tags_key(tmp_path):
     assert len(corpus.examples[1]) == 0
 
 
+def test_tags_after_an_untagged_first_record_are_an_error_not_ignored(tmp_path):
+    path = write(tmp_path, {"tokens": ["a"]}, {"tokens": ["b"], "tags": ["B-X"]})
+    raises_at(path, 2, "this record has 'tags' but the first record has none")
+    assert [ex.tags for ex in read_jsonl(path, tags_key=None).examples] == [None, None]
+
+
 def test_key_names_can_be_changed(tmp_path):
     corpus = read_jsonl(write(tmp_path, {"words": ["a"], "ner": ["S-X"]}), tokens_key="words", tags_key="ner")
     assert corpus.examples[0].tags == ["S-X"]

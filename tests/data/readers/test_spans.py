@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from bertkit.data import tagschemes
 from bertkit.data.readers import read_token_file
 from bertkit.data.readers.spans import read_spans
 from bertkit.errors import BadInputError
@@ -70,24 +75,109 @@ def test_unlabelled_records(tmp_path):
     assert corpus.examples[0].tokens == ["我", "爱", "北", "京"]
 
 
-def test_entity_off_word_boundaries_is_an_error(tmp_path):
-    record = {"text": "John Smith", "entities": [{"start": 0, "end": 3, "label": "PER"}]}
-    raises_at(write(tmp_path, GENERIC, record), 2, "entity PER [0, 3) = 'Joh' does not start and end on word")
+def char_entities(ex) -> list[tuple[str, str]]:
+    """The example's tagged entities as (text, label), read back through the word offsets."""
+    spans = tagschemes.tags_to_spans(ex.tags, "iob2")
+    return [(ex.text[ex.offsets[sp.start][0] : ex.offsets[sp.end - 1][1]], sp.label) for sp in spans]
+
+
+def cluener(text: str, **entities: str) -> dict:
+    """A CLUENER record with one mention of each ``label=entity text`` (inclusive ends, as CLUENER)."""
+    label = {}
+    for kind, mention in entities.items():
+        start = text.index(mention)
+        label[kind] = {mention: [[start, start + len(mention) - 1]]}
+    return {"text": text, "label": label}
+
+
+def test_entities_inside_mixed_script_chinese_words_are_kept(tmp_path):
+    # Latin letters and digits against Chinese: "CPL2011" and "vsac" are single words for BERT.
+    records = [
+        cluener("中国足球CPL2011赛季开幕", game="CPL"),
+        cluener("意甲联赛vsac米兰的比赛", organization="ac米兰"),
+        cluener("他买了iPhone12手机", product="iPhone12"),
+    ]
+    corpus = read_spans(write(tmp_path, *records))
+    found = [char_entities(ex) for ex in corpus.examples]
+    assert found == [[("CPL", "game")], [("ac米兰", "organization")], [("iPhone12", "product")]]
+    first = corpus.examples[0]
+    assert first.tokens[4:6] == ["CPL", "2011"] and first.tags[4:6] == ["B-game", "O"]
+    assert corpus.examples[1].tokens[4:6] == ["vs", "ac"]
+    for ex in corpus.examples:
+        assert all(ex.text[s:e] == token for token, (s, e) in zip(ex.tokens, ex.offsets))
+
+
+def test_entities_ending_inside_english_words_split_the_word(tmp_path):
+    text = "U.S.-based Germans met NATOs chief"
+    entities = [(0, 4, "LOC"), (11, 17, "MISC"), (23, 27, "ORG")]  # "U.S.", "German", "NATO"
+    record = {"text": text, "entities": [{"start": s, "end": e, "label": k} for s, e, k in entities]}
+    ex = read_spans(write(tmp_path, record)).examples[0]
+    assert char_entities(ex) == [("U.S.", "LOC"), ("German", "MISC"), ("NATO", "ORG")]
+    assert ex.tokens == ["U", ".", "S", ".", "-", "based", "German", "s", "met", "NATO", "s", "chief"]
+
+
+def test_spaces_at_entity_edges_belong_to_no_word(tmp_path):
+    record = {"text": "in New York now", "entities": [{"start": 2, "end": 12, "label": "LOC"}]}
+    ex = read_spans(write(tmp_path, record)).examples[0]
+    assert char_entities(ex) == [("New York", "LOC")]
+    blank = {"text": "a   b", "entities": [{"start": 1, "end": 4, "label": "X"}]}
+    raises_at(write(tmp_path, blank), 1, "entity X [1, 4) = '   ' covers no word")
+
+
+def read_spans_of(record: dict):
+    """Read one record without a pytest tmp_path (hypothesis runs many examples in one test)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_spans(write(Path(tmp), record)).examples[0]
+
+
+_SEPARATOR = " \t\u3000\u200b"
+_CHARS = "ab1Z2.-'中国米兰é" + _SEPARATOR
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=_CHARS, min_size=1, max_size=30), st.lists(st.integers(0, 30), max_size=8))
+@example("中国CPL2011赛季", [2, 5])
+def test_every_entity_comes_back_exactly_through_the_word_offsets(text, cuts):
+    points = sorted({c for c in cuts if c <= len(text)})
+    entities = [
+        (s, e)
+        for s, e in zip(points[::2], points[1::2])
+        if s < e and text[s] not in _SEPARATOR and text[e - 1] not in _SEPARATOR
+    ]
+    record = {"text": text, "entities": [{"start": s, "end": e, "label": "X"} for s, e in entities]}
+    ex = read_spans_of(record)
+    assert char_entities(ex) == [(text[s:e], "X") for s, e in entities]
+    assert all(ex.text[s:e] == token for token, (s, e) in zip(ex.tokens, ex.offsets))
+
+
+def test_unlabelled_reading_ignores_entities(tmp_path):
+    # predict reads with tag_column=None: entities are not needed, so bad ones must not stop it.
+    outside = {"text": "ab", "entities": [{"start": 0, "end": 9, "label": "X"}]}
+    path = write(tmp_path, CLUENER, outside, {"text": "我"}, {"text": "cd", "label": "not a dict"})
+    corpus = read_token_file(path, tag_column=None)
+    assert [ex.tags for ex in corpus.examples] == [None] * 4
+    assert corpus.examples[0].tokens == list(CLUENER["text"])
+    # Words are cut as for raw text: prediction sees what `predict` on plain text would.
+    mixed = write(tmp_path, cluener("中国CPL2011赛季", game="CPL"), name="mixed.jsonl")
+    assert read_spans(mixed, with_entities=False).examples[0].tokens[2] == "CPL2011"
 
 
 def test_cluener_text_mismatch_is_an_error(tmp_path):
     record = {"text": "我爱北京天安门", "label": {"LOC": {"北京": [[3, 4]]}}}
-    raises_at(write(tmp_path, record), 1, "covers '京天' but the file says '北京'")
+    # The position as the file gives it: CLUENER's end is inclusive.
+    raises_at(write(tmp_path, record), 1, "entity LOC [3, 4] covers '京天' but the file says '北京'")
 
 
 def test_overlapping_entities_are_an_error(tmp_path):
     record = {"text": "我爱北京天安门", "label": {"LOC": {"北京天安门": [[2, 6]]}, "GPE": {"北京": [[2, 3]]}}}
-    raises_at(write(tmp_path, record), 1, "overlaps the entity before it")
+    raises_at(write(tmp_path, record), 1, "entity LOC [2, 6] overlaps entity GPE [2, 3]")
 
 
 def test_entity_outside_the_text_is_an_error(tmp_path):
     record = {"text": "ab", "entities": [{"start": 0, "end": 9, "label": "X"}]}
-    raises_at(write(tmp_path, record), 1, "lies outside the text of 2 characters")
+    raises_at(write(tmp_path, record), 1, "entity X [0, 9) lies outside the text of 2 characters")
+    inclusive = {"text": "ab", "label": {"X": {"ab": [[0, 2]]}}}
+    raises_at(write(tmp_path, inclusive), 1, "entity X [0, 2] lies outside the text of 2 characters")
 
 
 def test_malformed_label_is_an_error(tmp_path):
@@ -105,7 +195,7 @@ def test_mixed_labelled_and_unlabelled_records_are_an_error(tmp_path):
 def test_warn_mode_drops_only_the_bad_entity(tmp_path, caplog):
     record = {
         "text": "John Smith in Paris",
-        "entities": [{"start": 0, "end": 3, "label": "PER"}, {"start": 14, "end": 19, "label": "LOC"}],
+        "entities": [{"start": 0, "end": 30, "label": "PER"}, {"start": 14, "end": 19, "label": "LOC"}],
     }
     path = write(tmp_path, record, "{broken", GENERIC)
     corpus = read_spans(path, on_bad_line="warn")
@@ -113,3 +203,29 @@ def test_warn_mode_drops_only_the_bad_entity(tmp_path, caplog):
     assert corpus.examples[0].tags == ["O", "O", "O", "B-LOC"]
     assert f"{path}: 1 line(s) with bad entities (first at line 1)" in caplog.text
     assert f"{path}: 1 line(s) with bad JSON (first at line 2)" in caplog.text
+
+
+WEIBO = SHARED_DATA / "weibo_ner"
+
+
+@pytest.mark.parametrize("split", ["train", "dev"])
+def test_real_chinese_entities_are_never_dropped(tmp_path, split):
+    # No CLUENER copy is shared; Weibo NER has the same traps (Latin and digits against Chinese).
+    # Its gold entities, written in CLUENER's shape, must all come back, read strictly.
+    source = WEIBO / f"weiboNER_2nd_conll.{split}"
+    if not source.exists():
+        pytest.skip(f"shared data not available: {source}")
+    sentences = read_token_file(source, strip_position_suffix=True, on_bad_line="warn").examples
+    records, gold = [], []
+    for ex in sentences:
+        text, starts = "".join(ex.tokens), [sum(map(len, ex.tokens[:i])) for i in range(len(ex) + 1)]
+        label: dict = {}
+        for sp in tagschemes.tags_to_spans(ex.tags, "iob2"):
+            start, end = starts[sp.start], starts[sp.end]
+            label.setdefault(sp.label, {}).setdefault(text[start:end], []).append([start, end - 1])
+            gold.append((text[start:end], sp.label))
+        records.append({"text": text, "label": label})
+    corpus = read_spans(write(tmp_path, *records))
+    found = [entity for ex in corpus.examples for entity in char_entities(ex)]
+    assert sorted(found) == sorted(gold)
+    assert any(not entity.isascii() and any(c.isascii() for c in entity) for entity, _ in gold)

@@ -110,7 +110,33 @@ def test_columns_by_index_with_header(tmp_path):
 
 def test_missing_column_names_file_line_one_and_the_header(tmp_path):
     path = write(tmp_path, "data.tsv", "sentence\tlabel\nx\t1\n")
-    raises_at(path, 1, "no column 'text'; the header has: sentence, label", text_column="text")
+    raises_at(path, 1, "no text column 'text'; the header has: sentence, label", text_column="text")
+
+
+MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+
+
+def test_errors_name_columns_as_the_user_gave_them(tmp_path):
+    # MRPC's header: the messages must say '#1 String', not the index it resolved to.
+    kw = {"text_column": "#1 String", "pair_column": "#2 String", "label_column": "Quality"}
+    path = write(tmp_path, "mrpc.tsv", MRPC_HEADER + "1\t1\t2\ta b\tc d\n0\t3\t4\t \te f\n")
+    raises_at(path, 3, "empty text in column '#1 String'", **kw)
+    pair = write(tmp_path, "pair.tsv", MRPC_HEADER + "1\t1\t2\ta b\t\n")
+    raises_at(pair, 2, "empty pair text in column '#2 String'", **kw)
+    examples = read_table(path, **kw, on_bad_line="warn")
+    assert [(ex.text, ex.pair, ex.label) for ex in examples] == [("a b", "c d", "1")]
+    by_index = write(tmp_path, "raw.tsv", "1\t \n")
+    raises_at(by_index, 1, "empty text in column 1", text_column="1", label_column=0, header=False)
+
+
+def test_duplicate_header_names_are_an_error(tmp_path):
+    path = write(tmp_path, "dup.tsv", "text\ttext\tlabel\na\tb\t1\n")
+    raises_at(path, 1, "the header names column 'text' more than once", text_column="text")
+
+
+def test_non_ascii_digits_are_a_column_name_not_an_index(tmp_path):
+    path = write(tmp_path, "data.tsv", "²\tlabel\na\t1\n")
+    assert read_table(path, text_column="²", label_column="label")[0].text == "a"
 
 
 def test_wrong_field_count_names_the_line(tmp_path):
@@ -180,10 +206,14 @@ def test_unlabelled_test_file(tmp_path):
     path = write(tmp_path, "test.tsv", "index\tsentence\n0\tfirst\n1\tsecond\n")
     examples = read_table(path, text_column="sentence", label_column="label", require_labels=False)
     assert [(ex.text, ex.label) for ex in examples] == [("first", None), ("second", None)]
-    raises_at(path, 1, "no column 'label'", text_column="sentence", label_column="label")
+    error = raises_at(path, 1, "no label column 'label'", text_column="sentence", label_column="label")
+    # Said so a CLI user can act on it: no Python keyword in the message.
+    assert "--label-column" in str(error) and "`bertkit predict`" in str(error)
+    assert "require_labels" not in str(error)
     no_header = write(tmp_path, "raw.tsv", "first\nsecond\n")
     assert read_table(no_header, text_column=0, label_column=1, require_labels=False)[1].label is None
-    raises_at(no_header, 1, "label column 1 is out of range", text_column=0, label_column=1)
+    error = raises_at(no_header, 1, "label column 1 is out of range", text_column=0, label_column=1)
+    assert "`bertkit predict`" in str(error) and "require_labels" not in str(error)
 
 
 def test_warn_mode_skips_and_counts(tmp_path, caplog):

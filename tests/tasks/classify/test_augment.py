@@ -206,7 +206,7 @@ def test_classify_hook_returns_train_unchanged_when_augment_is_off(tiny_bert):
     model_cfg = ModelConfig(name_or_path=str(tiny_bert))
     task = ClassifyTask(ClassifyConfig(), model_cfg, DataConfig(), tokenizer, ["a", "b"])
     train = examples()
-    assert task.augment_train(train, seed=1) is train
+    assert task.prepare_train(train, seed=1) is train
 
 
 def test_classify_hook_augments_with_the_pretrained_embeddings(tiny_bert):
@@ -214,7 +214,7 @@ def test_classify_hook_augments_with_the_pretrained_embeddings(tiny_bert):
     cfg = ClassifyConfig(augment=True, augment_n=2, augment_alpha=0.2)
     task = ClassifyTask(cfg, ModelConfig(name_or_path=str(tiny_bert)), DataConfig(), tokenizer, ["a", "b"])
     train = [TextExample("alice went to paris today", label="a"), TextExample("bob met carol", label="b")]
-    out = task.augment_train(train, seed=1)
+    out = task.prepare_train(train, seed=1)
     assert len(out) == 6 and out[:2] == train
     assert [r.label for r in out[2:]] == ["a", "a", "b", "b"]
-    assert out == task.augment_train(train, seed=1)
+    assert out == task.prepare_train(train, seed=1)

@@ -239,7 +239,7 @@ def test_word_dropped_by_the_tokenizer_becomes_unk(tiny_bert):
         tok.sep_token_id,
     ]
     assert feature.slots == [(1, 0), (2, 1), (3, 2)]
-    assert task.unk_words == 1
+    assert task.uncovered([TokenExample(["alice", "\u200b", "zzzz"])], [feature]) == 0
 
 
 # --- label_all_subwords -------------------------------------------------------------------------------

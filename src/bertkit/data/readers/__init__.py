@@ -211,8 +211,6 @@ def read_token_file(
         return read_conll(path, **columns, strip_position_suffix=strip_position_suffix, **common)
     if format == "jsonl":
         return read_jsonl(path, **({"tags_key": None} if tag_column is None else {}), **common)
-    corpus = (read_spans if format == "spans" else read_text)(path, **common)
-    if tag_column is None:
-        for ex in corpus.examples:
-            ex.tags = None
-    return corpus
+    if format == "spans":
+        return read_spans(path, with_entities=tag_column is not None, **common)
+    return read_text(path, **common)

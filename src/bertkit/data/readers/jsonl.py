@@ -66,8 +66,9 @@ def read_jsonl(
 ) -> TokenCorpus:
     """Read ``{"tokens": [...], "tags": [...]}`` lines (key names configurable) into a ``TokenCorpus``.
 
-    The file is unlabelled (``tags=None``) when ``tags_key`` is None or its first record lacks that key
-    (later records' tags are then ignored); otherwise every record needs it. Blank lines are skipped.
+    The file is unlabelled (``tags=None``) when ``tags_key`` is None (any tags are then ignored) or its
+    first record lacks that key (a later record with tags is then a bad line); otherwise every record
+    needs it. Blank lines are skipped.
     Tags are checked as in ``read_conll``; with ``on_bad_line="warn"`` a bad record is skipped and counted.
     """
     path = str(path)
@@ -82,6 +83,11 @@ def read_jsonl(
             continue
         if keys is None:
             keys = (tokens_key, tags_key if tags_key in record else None)
+        elif tags_key is not None and keys[1] is None and tags_key in record:
+            # Ignoring these tags would silently train on an unlabelled file: say so instead.
+            message = f"this record has {tags_key!r} but the first record has none; give all or none"
+            bad.report(number, "mixed records", message)
+            continue
         example = _example(record, number, keys, path, bad)
         if example is not None:
             examples.append(example)

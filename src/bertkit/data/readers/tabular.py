@@ -24,6 +24,10 @@ LABEL_MODES = ("single", "multi", "regression")
 JSON_SUFFIXES = (".jsonl", ".json")
 
 Column = int | str
+# For Python callers the same way out is read_table(..., require_labels=False).
+_NO_LABELS_HINT = (
+    "name the label column with --label-column, or, for a file without labels, use `bertkit predict`"
+)
 _MISSING = object()  # a JSON record without the key (a JSON null is a value, and a bad one)
 
 
@@ -38,11 +42,20 @@ class _Row:
 
 @dataclass(frozen=True)
 class _Columns:
-    """Where text, pair and label sit in a row: indices for delimited files, keys for JSON lines."""
+    """Where text, pair and label sit in a row: indices for delimited files, keys for JSON lines.
+
+    ``given`` holds each column as the user named it (``'#1 String'``, ``3``): messages quote that, not
+    the index it resolved to.
+    """
 
     text: Column
     pair: Column | None
     label: Column | None  # None: the file is read as unlabelled
+    given: tuple[Column | None, Column | None, Column | None] = (None, None, None)
+
+    def shown(self, role: str) -> str:
+        spec = self.given[("text", "pair", "label").index(role)]
+        return repr(spec) if spec is not None else repr(getattr(self, role))
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,8 @@ def _column_spec(column: Column | None, role: str) -> Column | None:
     if column is None or (isinstance(column, int) and not isinstance(column, bool)):
         return column
     if isinstance(column, str):
-        return int(column) if column.isdigit() else column
+        # isascii: str.isdigit() also holds for digits int() rejects ("²").
+        return int(column) if column.isascii() and column.isdigit() else column
     raise TypeError(f"{role}_column must be a column name or a 0-based index, got {column!r}")
 
 
@@ -144,6 +158,8 @@ def _resolve(spec: Column, names: list[str] | None, width: int, path: str, line:
         return spec if -width <= spec < width else None
     if names is None:
         raise BadInputError(path, line, f"column {spec!r} is given by name but the file has no header row")
+    if names.count(spec) > 1:
+        raise BadInputError(path, line, f"the header names column {spec!r} more than once; give its index")
     return names.index(spec) if spec in names else None
 
 
@@ -161,14 +177,14 @@ def _delimited_columns(
         index = None if spec is None else _resolve(spec, names, width, path, line)
         if spec is not None and index is None and not (role == "label" and not require_labels):
             if names is not None and isinstance(spec, str):
-                message = f"no column {spec!r}; the header has: {', '.join(names)}"
+                message = f"the file has no {role} column {spec!r}; the header has: {', '.join(names)}"
             else:
                 message = f"{role} column {spec} is out of range: rows have {width} field(s)"
             if role == "label":
-                message += " (pass require_labels=False to read an unlabelled file)"
+                message += f"; {_NO_LABELS_HINT}"
             raise BadInputError(path, line, message)
         indices.append(index)
-    return _Columns(*indices)
+    return _Columns(*indices, given=specs)
 
 
 def _read_delimited(
@@ -210,29 +226,31 @@ def _read_json_lines(
     # Like the token reader: the first record decides whether the file is labelled.
     if label is not None and not require_labels and rows and label not in rows[0].cells:
         label = None
-    return rows, _Columns(text, pair, label)
+    return rows, _Columns(text, pair, label, given=(text, pair, label))
 
 
-def _cell(row: _Row, column: Column, bad: BadLines) -> Any:
-    """The value at ``column``; ``_MISSING`` (after reporting) when a JSON record lacks the key."""
+def _cell(row: _Row, columns: _Columns, role: str, bad: BadLines) -> Any:
+    """The value in the ``role`` column; ``_MISSING`` (after reporting) when a JSON record lacks the key."""
     try:
-        return row.cells[column]
+        return row.cells[getattr(columns, role)]
     except KeyError:
         keys = ", ".join(row.cells) or "none"
-        bad.report(row.line, "missing keys", f"missing key {column!r} (keys found: {keys})")
+        hint = f"; {_NO_LABELS_HINT}" if role == "label" else ""
+        bad.report(row.line, "missing keys", f"missing key {columns.shown(role)} (keys found: {keys}){hint}")
         return _MISSING
 
 
-def _text(row: _Row, column: Column, role: str, bad: BadLines) -> str | None:
+def _text(row: _Row, columns: _Columns, role: str, bad: BadLines) -> str | None:
     """The stripped text of a cell; None (after reporting) when missing, not a string, or empty."""
-    value = _cell(row, column, bad)
+    value = _cell(row, columns, role, bad)
     if value is _MISSING:
         return None
+    what = "text" if role == "text" else "pair text"
     if not isinstance(value, str):
-        bad.report(row.line, "bad values", f"{role} in column {column!r} must be a string")
+        bad.report(row.line, "bad values", f"{what} in column {columns.shown(role)} must be a string")
         return None
     if not value.strip():
-        bad.report(row.line, "empty texts", f"empty {role} in column {column!r}")
+        bad.report(row.line, "empty texts", f"empty {what} in column {columns.shown(role)}")
         return None
     return value.strip()
 
@@ -274,15 +292,15 @@ def _label(value: Any, rule: _LabelRule, line: int, bad: BadLines) -> str | list
 
 def _example(row: _Row, columns: _Columns, rule: _LabelRule, path: str, bad: BadLines) -> TextExample | None:
     """The record of one row, or None after reporting its first problem (one report per skipped row)."""
-    text = _text(row, columns.text, "text", bad)
+    text = _text(row, columns, "text", bad)
     if text is None:
         return None
     pair = None
-    if columns.pair is not None and (pair := _text(row, columns.pair, "pair text", bad)) is None:
+    if columns.pair is not None and (pair := _text(row, columns, "pair", bad)) is None:
         return None
     label = None
     if columns.label is not None:
-        value = _cell(row, columns.label, bad)
+        value = _cell(row, columns, "label", bad)
         if value is _MISSING or (label := _label(value, rule, row.line, bad)) is None:
             return None
     return TextExample(text=text, pair=pair, label=label, path=path, line=row.line)
@@ -309,7 +327,8 @@ def read_table(
     in JSON lines they are keys. ``header="auto"`` expects a header row when any column is a name.
     ``label_mode``: ``single`` (stripped string), ``multi`` (split on ``label_delimiter``, sorted unique
     list) or ``regression`` (float); labels outside ``labels`` are bad lines. A missing label column is
-    an error unless ``require_labels=False``, which reads the file as unlabelled (``label=None``).
+    an error unless ``require_labels=False`` (what ``bertkit predict`` passes), which reads the file as
+    unlabelled (``label=None``). Messages name columns as given, not by the index they resolved to.
     Bad rows raise ``BadInputError`` at their line, or with ``on_bad_line="warn"`` are skipped and counted.
     """
     path = str(path)

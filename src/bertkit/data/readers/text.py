@@ -6,7 +6,7 @@ The words keep their character offsets, so predictions over them can be reported
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Set
 from pathlib import Path
 
 from bertkit.data.readers import TokenCorpus, finish_token_corpus, read_lines
@@ -44,17 +44,18 @@ def _is_separator(char: str) -> bool:
     return char.isspace() or unicodedata.category(char) in ("Zs", "Cc", "Cf")
 
 
-def split_words(text: str) -> list[tuple[str, int, int]]:
+def split_words(text: str, cuts: Set[int] = frozenset()) -> list[tuple[str, int, int]]:
     """Cut ``text`` into ``(word, start, end)`` with ``text[start:end] == word``, like BERT's basic tokenizer.
 
     Whitespace and control characters separate words; each punctuation character and each CJK ideograph
-    is a word of its own (so Chinese comes out one character per word); other runs are words.
+    is a word of its own (so Chinese comes out one character per word); other runs are words. A word
+    is also cut at each offset in ``cuts`` (entity edges inside words: ``CPL|2011``, ``German|s``).
     """
     words: list[tuple[str, int, int]] = []
     start = None
     for i, char in enumerate(text):
         alone = _is_punctuation(char) or _is_cjk(char)
-        if start is not None and (alone or _is_separator(char)):
+        if start is not None and (alone or _is_separator(char) or i in cuts):
             words.append((text[start:i], start, i))
             start = None
         if alone:
@@ -66,9 +67,9 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     return words
 
 
-def text_example(text: str, path: str = "", line: int = 0) -> TokenExample:
-    """An unlabelled example for one text, its words cut by ``split_words``."""
-    words = split_words(text)
+def text_example(text: str, path: str = "", line: int = 0, cuts: Set[int] = frozenset()) -> TokenExample:
+    """An unlabelled example for one text, its words cut by ``split_words`` (and at ``cuts``)."""
+    words = split_words(text, cuts)
     return TokenExample(
         tokens=[w for w, _, _ in words],
         path=path,

@@ -67,16 +67,24 @@ class EmbeddingSynonyms:
 
     @classmethod
     def from_model(
+        cls, model: torch.nn.Module, tokenizer: Any, words: Iterable[str], **kwargs: Any
+    ) -> EmbeddingSynonyms:
+        """Synonyms from the input embedding matrix of a loaded model."""
+        return cls.from_embeddings(model.get_input_embeddings().weight, tokenizer, words, **kwargs)
+
+    @classmethod
+    def from_embeddings(
         cls,
-        model: torch.nn.Module,
+        weight: torch.Tensor,
         tokenizer: Any,
         words: Iterable[str],
         *,
         k: int = 5,
         batch_size: int = 1024,
     ) -> EmbeddingSynonyms:
-        """The ``k`` nearest whole-word vocabulary entries of each of ``words`` that the vocabulary has."""
-        weight = model.get_input_embeddings().weight.detach().to("cpu", torch.float32)
+        """The ``k`` nearest whole-word vocabulary entries of each of ``words`` that the vocabulary has,
+        by cosine similarity of the rows of ``weight`` (``[vocabulary, hidden]``)."""
+        weight = weight.detach().to("cpu", torch.float32)
         vocab = whole_words(tokenizer.get_vocab())
         candidates = [w for w in vocab if w.lower() not in STOP_WORDS]
         if not candidates:

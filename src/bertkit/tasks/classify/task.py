@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification
 
 from bertkit.config import DataConfig, ModelConfig, option
+from bertkit.data.padding import pad, padding_mask
 from bertkit.data.readers import read_lines
 from bertkit.data.readers.tabular import read_table
 from bertkit.data.windows import Template, window_starts
-from bertkit.data.writers import write_json_lines
 from bertkit.errors import BertkitError
-from bertkit.modeling.load import load_model
+from bertkit.modeling.load import input_embeddings, load_model
 from bertkit.records import TextExample
-from bertkit.tasks.base import Batch
+from bertkit.tasks.base import Batch, TaskBase, short
 from bertkit.tasks.classify.augment import EmbeddingSynonyms, augment_examples, content_words
 from bertkit.tasks.classify.metrics import (
     classification_scores,
@@ -41,6 +41,7 @@ from bertkit.tasks.classify.pooling import PooledDecoder
 log = logging.getLogger(__name__)
 
 MAIN_METRIC = {"single": "accuracy", "multi": "micro_f1", "regression": "pearson"}
+LOWER_IS_BETTER = ("mse", "mae")
 
 
 @dataclass
@@ -101,12 +102,34 @@ class ClassPrediction:
     probs: dict[str, float]
 
 
-class ClassifyTask:
+@dataclass
+class ClassResult:
+    """The prediction for one input: the label (single), labels (multi-label) or value (regression),
+    with every class's probability, and the text (and pair) it is about."""
+
+    label: str | list[str] | float
+    probs: dict[str, float]
+    mode: str
+    text: str
+    pair: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        texts = {"text": self.text} if self.pair is None else {"text": self.text, "pair": self.pair}
+        key = {"single": "label", "multi": "labels", "regression": "value"}[self.mode]
+        out: dict[str, Any] = {**texts, key: self.label}
+        if self.probs:
+            out["probs"] = {lab: round(p, 6) for lab, p in self.probs.items()}
+        return out
+
+
+class ClassifyTask(TaskBase):
     """Text classification: single label, text pair, multi-label or regression."""
 
     name = "classify"
     config_class = ClassifyConfig
     model_class = AutoModelForSequenceClassification
+    record_class = TextExample
+    input_names = ("input_ids", "attention_mask", "token_type_ids")
 
     def __init__(
         self,
@@ -118,14 +141,12 @@ class ClassifyTask:
     ):
         if cfg.multi_label and cfg.regression:
             raise BertkitError("--multi-label and --regression exclude each other")
-        self.cfg, self.model_cfg, self.data_cfg, self.tokenizer = cfg, model_cfg, data_cfg, tokenizer
-        self.labels = labels
+        super().__init__(cfg, model_cfg, data_cfg, tokenizer, labels)
         self.template = Template.of(tokenizer)
         if model_cfg.max_length - self.template.pair_overhead < 2:
             raise BertkitError(f"max_length {model_cfg.max_length} leaves no room for text")
         self.class_weights: torch.Tensor | None = None
         self.stride = model_cfg.stride
-        self.uncovered = 0  # sub-words of the last encode() that no window covers
 
     @property
     def mode(self) -> str:
@@ -138,6 +159,10 @@ class ClassifyTask:
     @property
     def main_metric(self) -> str:
         return self.cfg.metric or MAIN_METRIC[self.mode]
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.main_metric not in LOWER_IS_BETTER
 
     def read(self, path: str, *, labelled: bool = True) -> list[TextExample]:
         if not labelled and Path(path).suffix == ".txt":  # plain texts to predict, one per line
@@ -172,18 +197,12 @@ class ClassifyTask:
         if self.cfg.class_weights == "balanced":
             self.class_weights = balanced_weights(train, self.labels, self.mode)
 
-    def augment_train(self, train: list[TextExample], seed: int) -> list[TextExample]:
+    def prepare_train(self, train: list[TextExample], seed: int) -> list[TextExample]:
         """With ``--augment``: train plus EDA copies, synonyms from the pretrained input embeddings."""
         if not self.cfg.augment:
             return train
-        encoder = AutoModel.from_pretrained(
-            self.model_cfg.name_or_path,
-            revision=self.model_cfg.revision,
-            trust_remote_code=self.model_cfg.trust_remote_code,
-        )
         words = content_words(train)
-        synonyms = EmbeddingSynonyms.from_model(encoder, self.tokenizer, words)
-        del encoder  # only its embedding matrix was needed; the model to train is loaded later
+        synonyms = EmbeddingSynonyms.from_embeddings(input_embeddings(self.model_cfg), self.tokenizer, words)
         log.info(
             "synonyms for %s of %s distinct words of the training texts",
             f"{len(synonyms.table):,}",
@@ -204,28 +223,27 @@ class ClassifyTask:
     # -- records -> features ------------------------------------------------------------------------
 
     def encode(self, records: Sequence[TextExample]) -> list[TextFeature]:
-        texts = self.tokenizer([r.text for r in records], add_special_tokens=False)["input_ids"]
-        pairs = (
-            self.tokenizer([r.pair or "" for r in records], add_special_tokens=False)["input_ids"]
-            if self.cfg.pair_column
-            else [None] * len(records)
-        )
+        """Windows of every text (pair); pure (no logging, no state): prediction calls it per request."""
+        texts = self.subwords([r.text for r in records])
+        pairs: list = [None] * len(records)
+        if self.cfg.pair_column:
+            pairs = self.subwords([r.pair or "" for r in records])
         features: list[TextFeature] = []
-        windowed = self.uncovered = 0
         for r, (record, a, b) in enumerate(zip(records, texts, pairs)):
             target = self.target(record)
-            windows = self.windows(a, b)
-            windowed += len(windows) > 1
-            features += [TextFeature(*self.template.build(wa, wb), r, target) for wa, wb in windows]
-        path = records[0].path if records else "?"
-        log.info(
-            "%s: %d examples, %d windows (%d examples longer than one window, none cut)",
-            path,
-            len(records),
-            len(features),
-            windowed,
-        )
+            features += [TextFeature(*self.template.build(x, y), r, target) for x, y in self.windows(a, b)]
         return features
+
+    def subwords(self, texts: list[str]) -> list[list[int]]:
+        # verbose=False: transformers warns about texts longer than the model, which windows handle
+        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def describe_encoding(
+        self, records: Sequence[TextExample], features: Sequence[TextFeature], split: str
+    ) -> None:
+        super().describe_encoding(records, features, split)
+        windowed = sum(n > 1 for n in Counter(f.record for f in features).values())
+        log.info("%s: %d examples longer than one window, split into windows, none cut", split, windowed)
 
     def windows(self, a: list[int], b: list[int] | None) -> list[tuple[list[int], list[int] | None]]:
         """Windows over one text, or over a pair: every sub-word of both texts lands in some window."""
@@ -248,7 +266,6 @@ class ClassifyTask:
         if len(ids) <= size:
             return [ids]
         starts = window_starts(len(ids), size, min(self.stride, size // 2))
-        self.uncovered += len(ids) - (starts[-1] + size)  # measured, not assumed: 0 unless windowing broke
         return [ids[s : s + size] for s in starts]
 
     def target(self, record: TextExample) -> Any:
@@ -265,16 +282,11 @@ class ClassifyTask:
         return index[record.label]
 
     def collate(self, features: Sequence[TextFeature]) -> Batch:
-        length = max(len(f.input_ids) for f in features)
-        pad = self.tokenizer.pad_token_id or 0
+        ids = [f.input_ids for f in features]
         batch = {
-            "input_ids": torch.tensor([f.input_ids + [pad] * (length - len(f.input_ids)) for f in features]),
-            "token_type_ids": torch.tensor(
-                [f.token_type_ids + [0] * (length - len(f.token_type_ids)) for f in features]
-            ),
-            "attention_mask": torch.tensor(
-                [[1] * len(f.input_ids) + [0] * (length - len(f.input_ids)) for f in features]
-            ),
+            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0),
+            "token_type_ids": pad([f.token_type_ids for f in features], 0),
+            "attention_mask": padding_mask(ids),
             "record": [f.record for f in features],
         }
         if all(f.target is not None for f in features):
@@ -299,13 +311,6 @@ class ClassifyTask:
             problem_type=problem,
         )
 
-    def forward(self, model: torch.nn.Module, batch: Batch) -> Any:
-        return model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            token_type_ids=batch["token_type_ids"],
-        )
-
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         logits, labels = outputs.logits.float(), batch["labels"]
         if self.mode == "regression":
@@ -318,7 +323,8 @@ class ClassifyTask:
     # -- features -> predictions ---------------------------------------------------------------------
 
     def decoder(self, records: Sequence[TextExample], features: Sequence[TextFeature]) -> PooledDecoder:
-        return PooledDecoder(self, Counter(f.record for f in features), len(records))
+        windows = Counter(f.record for f in features)
+        return PooledDecoder(windows, len(records), self.cfg.pooling, self.predict_from_logits)
 
     def predict_from_logits(self, logits: np.ndarray) -> ClassPrediction:
         """The prediction of one example from its pooled logits."""
@@ -360,28 +366,25 @@ class ClassifyTask:
 
     # -- outputs ----------------------------------------------------------------------------------------
 
-    def text_records(self, texts: Sequence[str]) -> list[TextExample]:
-        return [TextExample(text=t) for t in texts]
-
-    def to_api(self, record: TextExample, prediction: ClassPrediction) -> dict[str, Any]:
-        key = "value" if self.mode == "regression" else "labels" if self.mode == "multi" else "label"
-        out: dict[str, Any] = {key: prediction.label}
-        if prediction.probs:
-            out["probs"] = {lab: round(p, 6) for lab, p in prediction.probs.items()}
-        return out
-
-    def write_predictions(
-        self, src: str, out: str, records: Sequence[TextExample], predictions: list[ClassPrediction]
-    ) -> None:
-        """JSON lines in input order: the text (and pair), the label(s) or value, class probabilities."""
-
-        def row(record: TextExample, prediction: ClassPrediction) -> dict[str, Any]:
-            text = (
-                {"text": record.text} if record.pair is None else {"text": record.text, "pair": record.pair}
+    def to_record(self, item: Any) -> TextExample:
+        """A text, a ``(text, pair)`` tuple, a ``{"text": ..., "pair": ...}`` mapping, or a TextExample."""
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            item = TextExample(text=item["text"], pair=item.get("pair"))
+        elif isinstance(item, str):
+            item = TextExample(text=item)
+        elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(t, str) for t in item):
+            item = TextExample(text=item[0], pair=item[1])
+        record = super().to_record(item)
+        if self.cfg.pair_column and record.pair is None:
+            raise BertkitError(
+                f"this model classifies text pairs: give (text, pair), got {short(record.text)}"
             )
-            return {**text, **self.to_api(record, prediction)}
+        if not self.cfg.pair_column and record.pair is not None:
+            raise BertkitError("this model classifies single texts, not pairs")
+        return record
 
-        write_json_lines(out, (row(r, p) for r, p in zip(records, predictions)))
+    def result(self, record: TextExample, prediction: ClassPrediction) -> ClassResult:
+        return ClassResult(prediction.label, prediction.probs, self.mode, record.text, record.pair)
 
 
 def as_list(label: Any) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bertkit.data.tagschemes import split_tag
+from bertkit.tasks.base import WindowDecoder
 
 
 @dataclass
@@ -26,7 +27,9 @@ class WordTags:
     probs: list[float]
 
 
-class TagDecoder:
+class TagDecoder(WindowDecoder):
+    """Per-word log-probabilities from the windows that own each word, then one tag path per sentence."""
+
     def __init__(
         self, labels: list[str], scheme: str, method: str, word_counts: list[int], windows_per_record: Counter
     ):
@@ -34,41 +37,36 @@ class TagDecoder:
         self.method = method
         self.allowed = allowed_transitions(labels, scheme)
         self.word_counts = word_counts
-        self.remaining = dict(windows_per_record)
         self.scores: dict[int, np.ndarray] = {}
-        self.results: list[WordTags | None] = [
-            None if windows_per_record.get(r) else WordTags([], []) for r in range(len(word_counts))
-        ]
+        super().__init__(windows_per_record, len(word_counts))
 
-    def add(self, outputs: Any, batch: dict) -> None:
+    def window_outputs(self, outputs: Any, batch: dict) -> list[list[tuple[int, np.ndarray]]]:
+        """For each window: (word index, log-probabilities) of every word it owns."""
         log_probs = torch.log_softmax(outputs.logits.float(), dim=-1)
-        rows, cols, owners = [], [], []
-        for b, slots in enumerate(batch["slots"]):
-            for pos, word in slots:
-                rows.append(b)
-                cols.append(pos)
-                owners.append((batch["record"][b], word))
+        rows = [b for b, slots in enumerate(batch["slots"]) for _ in slots]
+        cols = [pos for slots in batch["slots"] for pos, _ in slots]
+        # one gather for the whole batch: indexing per word would cost a kernel call each
         picked = log_probs[rows, cols].cpu().numpy() if rows else np.zeros((0, len(self.labels)))
-        for (record, word), row in zip(owners, picked):
-            if record not in self.scores:
-                self.scores[record] = np.zeros((self.word_counts[record], len(self.labels)), np.float32)
-            self.scores[record][word] = row
-        for record in batch["record"]:
-            self.remaining[record] -= 1
-            if self.remaining[record] == 0:
-                self.finish(record)
+        out, k = [], 0
+        for slots in batch["slots"]:
+            out.append([(word, picked[k + i]) for i, (_, word) in enumerate(slots)])
+            k += len(slots)
+        return out
 
-    def finish(self, record: int) -> None:
+    def collect(self, record: int, payload: list[tuple[int, np.ndarray]]) -> None:
+        if payload and record not in self.scores:
+            self.scores[record] = np.zeros((self.word_counts[record], len(self.labels)), np.float32)
+        for word, row in payload:
+            self.scores[record][word] = row
+
+    def finish(self, record: int) -> WordTags:
         scores = self.scores.pop(record, np.zeros((0, len(self.labels)), np.float32))
         path = viterbi(scores, *self.allowed) if self.method == "viterbi" else scores.argmax(-1)
         probs = np.exp(scores[np.arange(len(path)), path]) if len(path) else np.zeros(0)
-        self.results[record] = WordTags([self.labels[i] for i in path], probs.tolist())
+        return WordTags([self.labels[i] for i in path], probs.tolist())
 
-    def predictions(self) -> list[WordTags]:
-        missing = [r for r, res in enumerate(self.results) if res is None]
-        if missing:
-            raise RuntimeError(f"no prediction for {len(missing)} record(s), e.g. #{missing[0]}")
-        return self.results  # type: ignore[return-value]
+    def empty(self, record: int) -> WordTags:
+        return WordTags([], [])
 
 
 def can_follow(prev: str, cur: str, scheme: str) -> bool:

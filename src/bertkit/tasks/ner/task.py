@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +20,18 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification
 
 from bertkit.config import DataConfig, ModelConfig, option
-from bertkit.data.readers import read_token_file
+from bertkit.data.padding import pad, padding_mask
+from bertkit.data.readers import detect_token_format, read_token_file
 from bertkit.data.readers.text import text_example
-from bertkit.data.tagschemes import SCHEMES, split_tag, tags_to_spans
+from bertkit.data.tagschemes import SCHEMES, detect_scheme, split_tag, tags_to_spans
 from bertkit.data.windows import Template, owning_windows, window_starts
-from bertkit.data.writers import write_conll_with_tags, write_json_lines
 from bertkit.errors import BertkitError
 from bertkit.modeling.load import load_model
 from bertkit.records import Entity, TokenExample
-from bertkit.tasks.base import Batch
+from bertkit.tasks.base import Batch, PredictionWriter, TaskBase
 from bertkit.tasks.ner.decoding import TagDecoder, WordTags
 from bertkit.tasks.ner.metrics import entity_scores
+from bertkit.tasks.ner.writer import ConllTagWriter
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,14 @@ class TokenFeature:
     slots: list[tuple[int, int]]  # (position in the window, word index) of each owned word
 
 
-class NerTask:
+class NerTask(TaskBase):
     """Named-entity recognition (token classification)."""
 
     name = "ner"
     main_metric = "f1"
-    needs_calibration = False
     config_class = NerConfig
     model_class = AutoModelForTokenClassification
+    record_class = TokenExample
 
     def __init__(
         self,
@@ -91,9 +92,9 @@ class NerTask:
         tokenizer: Any,
         labels: list[str] | None = None,
     ):
-        self.cfg, self.model_cfg, self.data_cfg, self.tokenizer = cfg, model_cfg, data_cfg, tokenizer
-        self.labels = labels
-        self.uncovered = 0  # inputs of the last encode() that no window covers (0 unless windowing broke)
+        super().__init__(cfg, model_cfg, data_cfg, tokenizer, labels)
+        if labels and cfg.tag_scheme == "auto":  # a saved model: its labels say which scheme it tags in
+            cfg.tag_scheme = detect_scheme([labels])
         self.words_per_record = 1.0  # mean sentence length of train, the loss's scale (set by setup)
         self.prefix_ids, self.suffix_ids = Template.of(tokenizer).single
         budget = model_cfg.max_length - len(self.prefix_ids) - len(self.suffix_ids)
@@ -148,23 +149,25 @@ class NerTask:
     # -- records -> features ------------------------------------------------------------------------
 
     def encode(self, records: Sequence[TokenExample]) -> list[TokenFeature]:
+        """Windows of every sentence; pure (no logging, no state), so prediction can call it per request."""
         pieces = self.subword_pieces(records)
         contexts = self.document_contexts(records, pieces) if self.cfg.document_context else None
-        features, unseen = [], Counter()
+        features = []
         for r, (record, words) in enumerate(zip(records, pieces)):
-            labels = self.word_labels(record, unseen)
             left, right = contexts[r] if contexts else ([], [])
-            features += self.windows(r, words, labels, left, right)
-        self.log_counts(records, pieces, features, unseen)
+            features += self.windows(r, words, self.word_labels(record), left, right)
         return features
 
     def subword_pieces(self, records: Sequence[TokenExample]) -> list[list[list[int]]]:
         """Sub-word ids of every word; a word the tokenizer drops entirely (e.g. U+200B) becomes [UNK]."""
+        # verbose=False: transformers warns about sequences longer than the model, which windows handle
         enc = self.tokenizer(
-            [list(r.tokens) for r in records], is_split_into_words=True, add_special_tokens=False
+            [list(r.tokens) for r in records],
+            is_split_into_words=True,
+            add_special_tokens=False,
+            verbose=False,
         )
         out = []
-        self.unk_words = 0
         for i, record in enumerate(records):
             words: list[list[int]] = [[] for _ in record.tokens]
             for token_id, word in zip(enc["input_ids"][i], enc.word_ids(i)):
@@ -172,17 +175,13 @@ class NerTask:
             for w in words:
                 if not w:
                     w.append(self.tokenizer.unk_token_id)
-                    self.unk_words += 1
             out.append(words)
         return out
 
-    def word_labels(self, record: TokenExample, unseen: Counter) -> list[int] | None:
+    def word_labels(self, record: TokenExample) -> list[int] | None:
         if record.tags is None:
             return None
         ids = self.label2id
-        for tag in record.tags:
-            if tag not in ids:
-                unseen[tag] += 1
         return [ids.get(tag, IGNORE) for tag in record.tags]
 
     def windows(
@@ -241,45 +240,31 @@ class NerTask:
                 out[r] = (left[len(left) - take_left :], right[:take_right])
         return out
 
-    def log_counts(
-        self, records: Sequence[TokenExample], pieces: list, features: list, unseen: Counter
-    ) -> None:
-        path = records[0].path if records else "?"
-        split = len(features) - len(records)
-        words = sum(len(p) for p in pieces)
+    def uncovered(self, records: Sequence[TokenExample], features: Sequence[TokenFeature]) -> int:
         # measured, not assumed: a word that no window owns would get no prediction
-        self.uncovered = words - sum(len(f.slots) for f in features)
-        log.info(
-            "%s: %d sentences, %d words, %d windows (%d extra from long sentences), %d words without "
-            "sub-words given [UNK], %d words left without a window",
-            path,
-            len(records),
-            words,
-            len(features),
-            max(split, 0),
-            self.unk_words,
-            self.uncovered,
-        )
+        return sum(len(r) for r in records) - sum(len(f.slots) for f in features)
+
+    def describe_encoding(
+        self, records: Sequence[TokenExample], features: Sequence[TokenFeature], split: str
+    ) -> None:
+        super().describe_encoding(records, features, split)
+        unseen = Counter(t for r in records for t in r.tags or () if t not in self.label2id)
         if unseen:
             shown = ", ".join(f"{t} ({n})" for t, n in unseen.most_common(8))
             log.warning(
                 "%s: %d tag(s) not in the training label set: %s; they are scored as missed",
-                path,
+                split,
                 sum(unseen.values()),
                 shown,
             )
 
     def collate(self, features: Sequence[TokenFeature]) -> Batch:
         """Dynamic padding to the longest window of the batch."""
-        length = max(len(f.input_ids) for f in features)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = [f.input_ids + [pad] * (length - len(f.input_ids)) for f in features]
-        mask = [[1] * len(f.input_ids) + [0] * (length - len(f.input_ids)) for f in features]
-        labels = [f.labels + [IGNORE] * (length - len(f.labels)) for f in features]
+        ids = [f.input_ids for f in features]
         return {
-            "input_ids": torch.tensor(ids),
-            "attention_mask": torch.tensor(mask),
-            "labels": torch.tensor(labels),
+            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0),
+            "attention_mask": padding_mask(ids),
+            "labels": pad([f.labels for f in features], IGNORE),
             "record": [f.record for f in features],
             "slots": [f.slots for f in features],
         }
@@ -294,9 +279,6 @@ class NerTask:
             id2label=dict(enumerate(self.labels)),
             label2id=self.label2id,
         )
-
-    def forward(self, model: torch.nn.Module, batch: Batch) -> Any:
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         labels = batch["labels"]
@@ -325,46 +307,31 @@ class NerTask:
             raise BertkitError(f"{path}: the file has no tags to evaluate against")
         return entity_scores([r.tags for r in records], [p.tags for p in predictions], self.scheme)
 
-    def baseline(self, train: Sequence[TokenExample], records: Sequence[TokenExample]) -> dict | None:
-        return None  # no meaningful majority baseline for entities (it would predict none)
-
-    def calibrate(self, predictions: list[WordTags], records: Sequence[TokenExample]) -> None:
-        """Nothing to tune after training."""
-
-    def augment_train(self, train: list[TokenExample], seed: int) -> list[TokenExample]:
-        return train  # no augmentation for tagging yet
-
     # -- outputs -------------------------------------------------------------------------------------
 
-    def text_records(self, texts: Sequence[str]) -> list[TokenExample]:
-        return [text_example(t) for t in texts]
+    def to_record(self, item: Any) -> TokenExample:
+        """A text (words cut as BERT does, entities get character offsets), a list of tokens, a
+        ``{"text": ...}`` or ``{"tokens": [...]}`` mapping, or a TokenExample."""
+        if isinstance(item, dict):
+            item = item.get("text", item.get("tokens", item))
+        if isinstance(item, str):
+            return text_example(item)
+        if isinstance(item, (list, tuple)) and all(isinstance(t, str) for t in item):
+            return TokenExample(tokens=list(item))
+        return super().to_record(item)
 
-    def to_api(self, record: TokenExample, prediction: WordTags) -> list[Entity]:
-        return self.entities(record, prediction)
-
-    def write_predictions(
-        self, src: str, out: str, records: Sequence[TokenExample], predictions: list[WordTags]
-    ) -> None:
-        """CoNLL input: the same file with a tag column appended; text or JSON input: JSON lines."""
-        if records and records[0].text is None and records[0].lines:
-            tag_of_line = {}
-            for record, prediction in zip(records, predictions):
-                tag_of_line.update(zip(record.lines, prediction.tags))
-            write_conll_with_tags(src, out, tag_of_line)
-            return
-        write_json_lines(out, (self.entity_row(r, p) for r, p in zip(records, predictions)))
-
-    def entity_row(self, record: TokenExample, prediction: WordTags) -> dict[str, Any]:
-        row: dict[str, Any] = (
-            {"text": record.text}
-            if record.text is not None
-            else {"tokens": record.tokens, "tags": prediction.tags}
+    def result(self, record: TokenExample, prediction: WordTags) -> TaggedText:
+        return TaggedText(
+            entities=self.entities(record, prediction),
+            tags=prediction.tags,
+            text=record.text,
+            tokens=None if record.text is not None else record.tokens,
         )
-        row["entities"] = [
-            {"text": e.text, "label": e.label, "start": e.start, "end": e.end, "score": round(e.score, 4)}
-            for e in self.entities(record, prediction)
-        ]
-        return row
+
+    def prediction_writer(self, src: str, out: str) -> PredictionWriter:
+        """CoNLL input: the same file with a tag column appended; text or JSON input: JSON lines."""
+        fmt = self.data_cfg.format if self.data_cfg.format != "auto" else detect_token_format(src)
+        return ConllTagWriter(src, out) if fmt == "conll" else super().prediction_writer(src, out)
 
     def entities(self, record: TokenExample, prediction: WordTags) -> list[Entity]:
         """Predicted entities as character spans of the record's text (token spans when it has none)."""
@@ -378,6 +345,40 @@ class NerTask:
                 text = " ".join(record.tokens[span.start : span.end])
                 out.append(Entity(text, span.label, span.start, span.end, score))
         return out
+
+
+@dataclass
+class TaggedText:
+    """The prediction for one input: its entities (iterate over the result to get them), the tag of
+    every word, and the text (or, for pre-tokenised input, the tokens) they refer to."""
+
+    entities: list[Entity]
+    tags: list[str]
+    text: str | None = None
+    tokens: list[str] | None = None
+
+    def __iter__(self) -> Iterator[Entity]:
+        return iter(self.entities)
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def __getitem__(self, index: int) -> Entity:
+        return self.entities[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        where = {"text": self.text} if self.text is not None else {"tokens": self.tokens, "tags": self.tags}
+        entities = [
+            {
+                "text": e.text,
+                "label": e.label,
+                "start": e.start,
+                "end": e.end,
+                "score": round(e.score or 0, 4),
+            }
+            for e in self.entities
+        ]
+        return {**where, "entities": entities}
 
 
 def gather(sentences: Sequence[list[int]], budget: int, reverse: bool = False) -> list[int]:

@@ -1,0 +1,112 @@
+"""`bertkit evaluate` and `bertkit predict`: bad paths and numbers are one clear line before the model
+loads, and --threads (or OMP_NUM_THREADS) reaches the predictor."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from bertkit.cli.app import main
+from bertkit.inference.predictor import Predictor
+
+
+class FakePredictor:
+    """Stands in for a loaded model: records how it was loaded, predicts nothing."""
+
+    loads: list[dict] = []
+
+    def __init__(self) -> None:
+        self.task = SimpleNamespace(data_cfg=SimpleNamespace(format="auto", on_bad_line="error"))
+
+    @classmethod
+    def load(cls, model_dir, **kwargs) -> FakePredictor:
+        cls.loads.append({"model_dir": model_dir, **kwargs})
+        return cls()
+
+    def evaluate(self, path: str) -> dict:
+        return {"f1": 1.0}
+
+    def predict_file(self, path: str, out: str) -> int:
+        return 0
+
+
+@pytest.fixture
+def fake_predictor(monkeypatch) -> list[dict]:
+    FakePredictor.loads = []
+    monkeypatch.setattr(Predictor, "load", FakePredictor.load)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    return FakePredictor.loads
+
+
+@pytest.fixture
+def files(tmp_path):
+    data = tmp_path / "data.conll"
+    data.write_text("alice\tB-PER\n\n", encoding="utf-8")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    return SimpleNamespace(data=data, folder=folder, missing=tmp_path / "missing.conll", tmp=tmp_path)
+
+
+def evaluate(model, data, *flags) -> list[str]:
+    return ["-q", "evaluate", "--model", str(model), "--data", str(data), *flags]
+
+
+def predict(model, source, out, *flags) -> list[str]:
+    return ["-q", "predict", "--model", str(model), "--input", str(source), "--out", str(out), *flags]
+
+
+EVALUATE = ["evaluate", "--model", "{model}", "--data"]
+PREDICT = ["predict", "--model", "{model}", "--input"]
+IS_A_DIRECTORY = "{folder} is a directory; it takes a file"
+OUT_IS_A_DIRECTORY = "--out {folder} is a directory; it takes the file to write"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*EVALUATE, "{missing}"], "--data {missing}: no such file"),
+        ([*EVALUATE, "{folder}"], f"--data {IS_A_DIRECTORY}"),
+        ([*EVALUATE, "{data}", "--out", "{folder}"], OUT_IS_A_DIRECTORY),
+        ([*PREDICT, "{missing}", "--out", "{tmp}/o.txt"], "--input {missing}: no such file"),
+        ([*PREDICT, "{folder}", "--out", "{tmp}/o.txt"], f"--input {IS_A_DIRECTORY}"),
+        ([*PREDICT, "{data}", "--out", "{folder}"], OUT_IS_A_DIRECTORY),
+        (["predict", "--model", "{missing}", "--input", "{data}", "--out", "{tmp}/o.txt"],
+         "--model {missing}: no such directory"),
+        (["predict", "--model", "{data}", "--input", "{data}", "--out", "{tmp}/o.txt"],
+         "--model {data} is a file; it takes a fine-tuned model directory"),
+        ([*EVALUATE, "{data}", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        ([*EVALUATE, "{data}", "--threads", "-1"], "--threads must be >= 0, got -1"),
+    ],
+)  # fmt: skip
+def test_bad_path_or_number_is_one_line(tiny_bert, files, fake_predictor, capsys, argv, message):
+    names = {"model": tiny_bert, "missing": files.missing, "folder": files.folder, "data": files.data}
+    names["tmp"] = files.tmp
+    assert main(["-q", *(arg.format(**names) for arg in argv)]) == 2
+    assert capsys.readouterr().err == f"bertkit: error: {message.format(**names)}\n"
+    assert fake_predictor == []  # refused before the model was loaded
+
+
+@pytest.mark.parametrize(
+    ("flags", "omp", "threads"),
+    [
+        ([], None, 0),  # 0: the cores this process may use (the runtime counts them)
+        ([], "3", 3),
+        ([], "2,1", 2),  # OpenMP's nested form: the outer level is ours
+        (["--threads", "5"], "3", 5),  # the flag wins
+    ],
+)
+def test_threads_reach_the_predictor(tiny_bert, files, fake_predictor, monkeypatch, flags, omp, threads):
+    if omp is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert main(evaluate(tiny_bert, files.data, *flags)) == 0
+    assert main(predict(tiny_bert, files.data, files.tmp / "out.conll", *flags)) == 0
+    assert [load["threads"] for load in fake_predictor] == [threads, threads]
+
+
+def test_bad_omp_num_threads_is_one_line(tiny_bert, files, fake_predictor, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert main(evaluate(tiny_bert, files.data)) == 2
+    assert capsys.readouterr().err == (
+        "bertkit: error: OMP_NUM_THREADS must be a positive number of threads, got 'many'\n"
+    )

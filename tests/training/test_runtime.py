@@ -1,0 +1,68 @@
+"""Tests for runtime.py: ranks from torchrun's variables, each process's share of the cores, RNG state."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from bertkit.errors import BertkitError
+from bertkit.training.runtime import (
+    Ranks,
+    make_runtime,
+    process_ranks,
+    rng_state,
+    set_rng_state,
+    thread_count,
+)
+
+
+def test_one_plain_process_is_rank_0_of_1():
+    assert process_ranks({}) == Ranks(0, 1, 0, 1)
+
+
+def test_ranks_come_from_torchrun_variables():
+    env = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}
+    assert process_ranks(env) == Ranks(5, 8, 1, 4)
+
+
+@pytest.mark.parametrize(
+    "env", [{"RANK": "two"}, {"RANK": "3", "WORLD_SIZE": "2"}, {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "1"}]
+)
+def test_bad_rank_variables_are_refused(env):
+    with pytest.raises(BertkitError):
+        process_ranks(env)
+
+
+def test_threads_given_win_then_omp_num_threads_then_a_share_of_the_cores():
+    cores = len(os.sched_getaffinity(0))
+    assert thread_count(3, 1, {"OMP_NUM_THREADS": "7"}) == 3
+    assert thread_count(0, 1, {"OMP_NUM_THREADS": "7"}) == 7  # --train.threads 0 no longer overrides it
+    assert thread_count(0, 1, {}) == cores
+    assert thread_count(0, 2, {}) == max(1, cores // 2)
+    assert thread_count(0, 64, {}) == 1
+
+
+def test_make_runtime_is_the_main_process_on_the_cpu(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    try:
+        runtime = make_runtime("fp32", threads=1)
+        assert runtime.is_main and runtime.world_size == 1 and runtime.precision == "fp32"
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("RANK", "1")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert not make_runtime("fp32", threads=1).is_main
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_rng_state_restores_numpy_python_and_torch():
+    saved = rng_state()
+    first = (np.random.rand(3).tolist(), random.random(), torch.rand(2).tolist())
+    set_rng_state(saved)
+    assert (np.random.rand(3).tolist(), random.random(), torch.rand(2).tolist()) == first
