@@ -24,6 +24,7 @@ demo: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo_wnut17.sh
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest tests
 
 lint: $(VENV)/.installed
