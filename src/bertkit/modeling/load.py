@@ -17,7 +17,6 @@ from transformers.utils import logging as hf_logging
 
 from bertkit.config import ModelConfig
 from bertkit.errors import BertkitError
-from bertkit.modeling.embeddings import input_embeddings  # noqa: F401 (tasks import it from here)
 from bertkit.modeling.freeze import freeze
 
 log = logging.getLogger(__name__)

@@ -122,9 +122,6 @@ class TaskBase:
 
     # -- training -----------------------------------------------------------------------------------
 
-    def read(self, path: str, *, labelled: bool = True) -> list[Any]:
-        raise NotImplementedError(f"{type(self).__name__} reads no files")
-
     def prepare_tokenizer(self, tokenizer: Any) -> None:
         """Extend the tokenizer before the model is built (e.g. entity markers); the embeddings follow."""
 

@@ -8,6 +8,7 @@ state from ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -136,12 +137,10 @@ def fsync_dir(path: Path) -> None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
-    try:
+    # some file systems refuse fsync on a directory; the rename is still atomic there
+    with contextlib.suppress(OSError):
         os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the rename is still atomic
-    finally:
-        os.close(fd)
+    os.close(fd)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:

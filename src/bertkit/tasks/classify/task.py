@@ -25,7 +25,8 @@ from bertkit.data.readers import read_lines
 from bertkit.data.readers.tabular import read_table
 from bertkit.data.windows import Template, window_starts
 from bertkit.errors import BertkitError
-from bertkit.modeling.load import input_embeddings, load_model
+from bertkit.modeling.embeddings import input_embeddings
+from bertkit.modeling.load import load_model
 from bertkit.records import TextExample
 from bertkit.tasks.base import Batch, TaskBase, short
 from bertkit.tasks.classify.augment import EmbeddingSynonyms, augment_examples, content_words
