@@ -30,6 +30,7 @@ from harness import (  # noqa: E402
     forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
+    print_machine,
     print_table,
     run_variant_process,
 )
@@ -246,9 +247,10 @@ def main() -> None:
         f"\n{args.task}: {args.train_size or 'all'} train examples, {args.epochs} epochs, dev accuracy "
         f"({time.perf_counter() - started:.0f}s in all)"
     )
+    machine = print_machine()
     print_table(rows, "accuracy", [("truncated", "cut train/dev")])
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     if len(rows) < len(results):
         sys.exit(1)
 

@@ -97,6 +97,52 @@ def bertkit_figures(out_dir: Path) -> dict[str, Any]:
     }
 
 
+def cpu_name() -> str:
+    """The CPU's model name and its bf16 matrix features, as /proc/cpuinfo gives them."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name, flags = fields.get("model name", "?"), fields.get("flags", "").split()
+    features = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(features) or 'no bf16 matrix units'})"
+
+
+def matmul_peak_gflops(size: int = 1024, seconds: float = 1.0) -> dict[str, float]:
+    """Sustained GFLOP/s of a square matmul in fp32 and bf16 with this benchmark's thread count.
+
+    Figures from different machines are compared only as ratios within one run; this peak says what the
+    machine could do, so that a throughput can be read as a share of it.
+    """
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    peaks = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        torch.mm(a, b)  # warm-up: the first call picks kernels
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            torch.mm(a, b)
+            runs += 1
+        elapsed = time.perf_counter() - start
+        peaks[str(dtype).removeprefix("torch.")] = 2 * size**3 * runs / elapsed / 1e9
+    return peaks
+
+
+def print_machine() -> dict[str, Any]:
+    """Print (and return) the CPU and its measured matmul peak; each table starts with them."""
+    peaks = matmul_peak_gflops()
+    machine = {"cpu": cpu_name(), "threads": TORCH_THREADS, "matmul_gflops": peaks}
+    print(
+        f"\nCPU: {machine['cpu']}; {TORCH_THREADS} threads; matmul peak "
+        + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in peaks.items())
+    )
+    return machine
+
+
 def print_table(rows: list[dict[str, Any]], quality: str, extra: list[tuple[str, str]]) -> None:
     """One line per variant, then bertkit's ratios against each reference.
 

@@ -28,6 +28,7 @@ from harness import (  # noqa: E402
     forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
+    print_machine,
     print_table,
     run_variant_process,
 )
@@ -355,9 +356,10 @@ def main() -> None:
     rows = [r for r in results if r is not None]
     for row in rows:
         row["P/R"] = f"{row['precision']:.3f}/{row['recall']:.3f}"
+    machine = print_machine()
     print_table(rows, "f1", [("P/R", "test P/R"), ("truncated", "cut train/test")])
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     if len(rows) < len(results):
         sys.exit(1)
 

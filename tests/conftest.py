@@ -148,11 +148,19 @@ def synthetic_ner(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+def bertkit_command(
+    verb: str, task: str, model: Path, data: dict[str, Path], out: Path, *extra: str, test: bool = True
+) -> list[str]:
+    """`bertkit -q VERB TASK` on the splits in ``data`` (test too, unless ``test=False``); callers add
+    the flags they need."""
+    splits = ("train", "dev", "test") if test else ("train", "dev")
+    files = [part for split in splits if split in data for part in (f"--{split}", str(data[split]))]
+    return ["-q", verb, task, "--model", str(model), *files, "--out", str(out), *extra]
+
+
 def ner_command(model: Path, data: dict[str, Path], out: Path, *extra: str, test: bool = True) -> list[str]:
     """`bertkit -q finetune ner` on the synthetic files; callers add the training flags they need."""
-    files = ["--train", str(data["train"]), "--dev", str(data["dev"])]
-    files += ["--test", str(data["test"])] if test else []
-    return ["-q", "finetune", "ner", "--model", str(model), *files, "--out", str(out), *extra]
+    return bertkit_command("finetune", "ner", model, data, out, *extra, test=test)
 
 
 @pytest.fixture(scope="module")

@@ -307,7 +307,7 @@ def test_finetune_help_lists_every_field_with_its_default(task, capsys, monkeypa
         ({"train": {"warmup_ratio": -0.1}}, "train.warmup_ratio must be in [0, 1], got -0.1"),
         ({"train": {"weight_decay": -0.01}}, "train.weight_decay must be >= 0, got -0.01"),
         ({"train": {"max_grad_norm": -1}}, "train.max_grad_norm must be >= 0, got -1.0"),
-        ({"train": {"max_steps": -1}}, "train.max_steps must be >= 0, got -1"),
+        ({"train": {"max_steps": -1}}, "train.max_steps (--steps) must be >= 0, got -1"),
         ({"train": {"eval_every": -1}}, "train.eval_every must be >= 0, got -1"),
         ({"train": {"save_every": -1}}, "train.save_every must be >= 0, got -1"),
         ({"train": {"patience": -2}}, "train.patience must be >= 0, got -2"),

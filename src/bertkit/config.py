@@ -39,10 +39,13 @@ def option(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    nargs: str | None = None,
 ) -> Any:
-    """A config field with help text, optional short CLI flags, allowed values and numeric bounds."""
+    """A config field with help text, optional short CLI flags, allowed values and numeric bounds.
+
+    ``nargs="+"`` lets a list field take several values after one flag (``--input a.txt b/``)."""
     bounds = {k: v for k, v in {"gt": gt, "ge": ge, "lt": lt, "le": le}.items() if v is not None}
-    meta = {"help": help, "flags": flags, "choices": choices, "bounds": bounds}
+    meta = {"help": help, "flags": flags, "choices": choices, "bounds": bounds, "nargs": nargs}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -93,7 +96,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: float = option(3.0, "passes over the training data", "--epochs", gt=0)
-    max_steps: int = option(0, "stop after this many optimizer steps (0: run all epochs)", ge=0)
+    max_steps: int = option(0, "stop after this many optimizer steps (0: run all epochs)", "--steps", ge=0)
     lr: float = option(5e-5, "peak learning rate", "--lr", ge=0)
     batch_size: int = option(32, "examples (windows) per optimizer step", "--batch-size", ge=1)
     grad_accum: int = option(1, "micro-batches accumulated per optimizer step", ge=1)
@@ -112,7 +115,9 @@ class TrainConfig:
         "--precision",
         choices=("auto", "fp32", "bf16"),
     )
-    threads: int = option(0, "CPU threads (0: all available cores)", ge=0)
+    threads: int = option(
+        0, "CPU threads (0: $OMP_NUM_THREADS if set, else this process's share of the cores)", ge=0
+    )
     log_every: int = option(10, "write a training-log line every N steps", ge=1)
     resume: str | None = option(None, "continue the interrupted run saved in this directory", "--resume")
 
@@ -121,7 +126,9 @@ class TrainConfig:
 class OutputConfig:
     dir: str | None = option(None, "output directory for the model, metrics, log and plots", "--out")
     plot: bool = option(True, "write curves.png")
-    checkpoint: bool = option(True, "keep the training state for --resume at each evaluation")
+    checkpoint: bool = option(
+        True, "keep a training state for --resume (at each evaluation, or every --train.save_every steps)"
+    )
     overwrite: bool = option(
         False,
         "start afresh in an output directory that holds an earlier run (its files are removed)",
@@ -289,6 +296,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: dict[str, ty
             kwargs: dict[str, Any] = {"dest": f"{section}.{fld.name}", "default": argparse.SUPPRESS}
             if hints[fld.name] is bool:
                 kwargs.update(nargs="?", const="true", metavar="BOOL")
+            elif fld.metadata.get("nargs"):
+                kwargs.update(nargs=fld.metadata["nargs"], metavar="PATH")
             else:
                 kwargs["metavar"] = (
                     "|".join(fld.metadata["choices"])

@@ -1,5 +1,5 @@
 """`bertkit evaluate` and `bertkit predict`: bad paths and numbers are one clear line before the model
-loads, and --threads (or OMP_NUM_THREADS) reaches the predictor."""
+loads, and --threads reaches the predictor."""
 
 from __future__ import annotations
 
@@ -87,26 +87,9 @@ def test_bad_path_or_number_is_one_line(tiny_bert, files, fake_predictor, capsys
     assert fake_predictor == []  # refused before the model was loaded
 
 
-@pytest.mark.parametrize(
-    ("flags", "omp", "threads"),
-    [
-        ([], None, 0),  # 0: the cores this process may use (the runtime counts them)
-        ([], "3", 3),
-        ([], "2,1", 2),  # OpenMP's nested form: the outer level is ours
-        (["--threads", "5"], "3", 5),  # the flag wins
-    ],
-)
-def test_threads_reach_the_predictor(tiny_bert, files, fake_predictor, monkeypatch, flags, omp, threads):
-    if omp is not None:
-        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+@pytest.mark.parametrize(("flags", "threads"), [([], 0), (["--threads", "5"], 5)])
+def test_threads_reach_the_predictor(tiny_bert, files, fake_predictor, flags, threads):
+    # 0 leaves the choice to the runtime: $OMP_NUM_THREADS, else this process's cores (test_runtime.py)
     assert main(evaluate(tiny_bert, files.data, *flags)) == 0
     assert main(predict(tiny_bert, files.data, files.tmp / "out.conll", *flags)) == 0
     assert [load["threads"] for load in fake_predictor] == [threads, threads]
-
-
-def test_bad_omp_num_threads_is_one_line(tiny_bert, files, fake_predictor, monkeypatch, capsys):
-    monkeypatch.setenv("OMP_NUM_THREADS", "many")
-    assert main(evaluate(tiny_bert, files.data)) == 2
-    assert capsys.readouterr().err == (
-        "bertkit: error: OMP_NUM_THREADS must be a positive number of threads, got 'many'\n"
-    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import make_splits, sentence
+from conftest import bertkit_command, make_splits, sentence
 
 from bertkit.cli.app import build_parser, main
 from bertkit.errors import BertkitError
@@ -35,45 +35,10 @@ def search(tiny_bert, tmp_path_factory) -> dict[str, Path]:
     data = make_city_splits(folder)
     held_out = folder / "held_out.tsv"
     out = folder / "search"
-    code = main(
-        [
-            "-q",
-            "tune",
-            "classify",
-            "--model",
-            str(tiny_bert),
-            "--train",
-            str(data["train"]),
-            "--dev",
-            str(data["dev"]),
-            "--test",
-            str(held_out),
-            "--out",
-            str(out),
-            "--text-column",
-            "sentence",
-            "--label-column",
-            "label",
-            "--max-length",
-            "24",
-            "--seed",
-            "3",
-            "--trials",
-            "2",
-            "--tune.epochs-max",
-            "2",
-            "--tune.lr-min",
-            "1e-3",
-            "--tune.lr-max",
-            "5e-3",
-            "--tune.batch-sizes",
-            "8,16",
-            "--tune.study-name",
-            "tiny",
-            "--train.log-every",
-            "1",
-        ]
-    )
+    flags = ["--text-column", "sentence", "--label-column", "label", "--max-length", "24", "--seed", "3"]
+    flags += ["--trials", "2", "--tune.epochs-max", "2", "--tune.lr-min", "1e-3", "--tune.lr-max", "5e-3"]
+    flags += ["--tune.batch-sizes", "8,16", "--tune.study-name", "tiny", "--train.log-every", "1"]
+    code = main(bertkit_command("tune", "classify", tiny_bert, {**data, "test": held_out}, out, *flags))
     assert code == 0
     return {"out": out, "test": data["test"], "held_out": held_out}
 
@@ -204,27 +169,8 @@ def test_pruned_trials_are_listed_and_leave_no_weights(tiny_bert, tmp_path, monk
     always = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
     monkeypatch.setattr(bertkit.recipes.tune, "make_study", lambda seed, name=None: always)
     data = make_city_splits(tmp_path)
-    args = [
-        "-q",
-        "tune",
-        "classify",
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(data["train"]),
-        "--dev",
-        str(data["dev"]),
-        "--out",
-        str(tmp_path / "search"),
-        "--text-column",
-        "sentence",
-        "--max-length",
-        "24",
-        "--trials",
-        "1",
-        "--tune.epochs-max",
-        "1",
-    ]
+    flags = ["--text-column", "sentence", "--max-length", "24", "--trials", "1", "--tune.epochs-max", "1"]
+    args = bertkit_command("tune", "classify", tiny_bert, data, tmp_path / "search", *flags)
     assert main(args) == 0
     (row,) = trial_rows(tmp_path / "search")
     assert row["state"] == "PRUNED" and float(row["value"]) >= 0  # the last reported dev score

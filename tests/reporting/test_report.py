@@ -10,7 +10,7 @@ import yaml
 
 from bertkit.cli.app import main
 from bertkit.errors import BertkitError
-from bertkit.reporting.plots import plot_confusion
+from bertkit.reporting.plots import metric_limits, plot_confusion, plot_curves
 from bertkit.reporting.report import render_report
 
 
@@ -63,3 +63,26 @@ def test_cli_writes_the_report_next_to_the_run(run_dir, capsys):
 def test_a_directory_without_metrics_is_refused(tmp_path):
     with pytest.raises(BertkitError, match="no metrics.json"):
         render_report(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("values", "greater_is_better", "limits"),
+    [
+        ([0.2, 0.85], True, (0.0, 1.0)),  # F1, accuracy: every run on the same 0-1 axis
+        ([3.2, 2.7], False, None),  # a loss or perplexity is not clamped to 0-1
+        ([0.4, 0.3], False, None),  # nor a small MSE, whose direction is down
+        ([-0.2, 0.4], True, None),  # a correlation below 0
+        ([], True, None),
+    ],
+)
+def test_curves_clamp_the_metric_axis_only_for_scores_between_0_and_1(values, greater_is_better, limits):
+    assert metric_limits(values, greater_is_better) == limits
+
+
+def test_curves_of_a_lower_is_better_metric_are_drawn(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    events = [{"event": "step", "step": s, "loss": 5.0 / s} for s in (1, 2, 3)]
+    events += [{"event": "eval", "step": 3, "perplexity": 12.5}]
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    plot_curves(log, tmp_path / "curves.png", "perplexity", greater_is_better=False)
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")

@@ -41,6 +41,7 @@ def test_threads_given_win_then_omp_num_threads_then_a_share_of_the_cores():
     cores = len(os.sched_getaffinity(0))
     assert thread_count(3, 1, {"OMP_NUM_THREADS": "7"}) == 3
     assert thread_count(0, 1, {"OMP_NUM_THREADS": "7"}) == 7  # --train.threads 0 no longer overrides it
+    assert thread_count(0, 1, {"OMP_NUM_THREADS": "2,1"}) == 2  # OpenMP's nested form: the outer level
     assert thread_count(0, 1, {}) == cores
     assert thread_count(0, 2, {}) == max(1, cores // 2)
     assert thread_count(0, 64, {}) == 1
@@ -66,3 +67,10 @@ def test_rng_state_restores_numpy_python_and_torch():
     first = (np.random.rand(3).tolist(), random.random(), torch.rand(2).tolist())
     set_rng_state(saved)
     assert (np.random.rand(3).tolist(), random.random(), torch.rand(2).tolist()) == first
+
+
+@pytest.mark.parametrize("omp", ["many", "0", "-2"])
+def test_a_bad_omp_num_threads_is_refused_by_name(omp):
+    message = f"OMP_NUM_THREADS must be a positive number of threads, got '{omp}'"
+    with pytest.raises(BertkitError, match=message):
+        thread_count(0, 1, {"OMP_NUM_THREADS": omp})

@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from bertkit.cli import datasets, finetune, inference, report
+from bertkit.cli import datasets, finetune, inference, pretrain, report
 from bertkit.errors import BertkitError
 
-VERBS = (finetune, inference, report, datasets)
+VERBS = (finetune, pretrain, inference, report, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

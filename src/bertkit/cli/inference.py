@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +82,6 @@ def check_args(args: argparse.Namespace, input_flag: str, source: str) -> None:
         raise BertkitError(f"--out {args.out} is a directory; it takes the file to write")
 
 
-def resolve_threads(threads: int) -> int:
-    """``--threads 0``: OMP_NUM_THREADS when set (the usual way to share a machine), else 0 (every core)."""
-    if threads:
-        return threads
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    first = value.split(",")[0].strip()  # OpenMP allows a list per nesting level; the first is ours
-    if not first:
-        return 0
-    if not first.isdigit() or int(first) < 1:
-        raise BertkitError(f"OMP_NUM_THREADS must be a positive number of threads, got {value!r}")
-    return int(first)
-
-
 def load_predictor(args: argparse.Namespace) -> Any:
     from bertkit.inference.predictor import Predictor
 
@@ -103,7 +89,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
         args.model,
         precision=args.precision,
         batch_size=args.batch_size,
-        threads=resolve_threads(args.threads),
+        threads=args.threads,
     )
     if args.format:
         predictor.task.data_cfg.format = args.format

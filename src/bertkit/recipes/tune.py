@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from bertkit.atomic import write_text
 from bertkit.config import RunConfig, coerce, option
 from bertkit.errors import BertkitError
-from bertkit.modeling.load import load_tokenizer
-from bertkit.recipes.finetune import data_paths, finetune, repeatable, require_out_dir
+from bertkit.modeling.load import load_tokenizer, require_model_name
+from bertkit.recipes.finetune import data_paths, finetune, repeatable
+from bertkit.recipes.run_dir import require_out_dir
 from bertkit.tasks import make_task
 
 if TYPE_CHECKING:  # optuna is imported when a search runs: it is not a dependency of the rest of bertkit
@@ -70,6 +71,7 @@ def tune(cfg: RunConfig, space: TuneConfig, trials: int) -> optuna.Study:
         raise BertkitError(f"--trials: expected at least 1, got {trials}")
     if cfg.train.resume:
         raise BertkitError("tune starts every trial afresh; --resume is for one fine-tuning run")
+    require_model_name(cfg.model)  # before the output directory is made
     out = require_out_dir(cfg)
     if any(out.glob("trial-*")):  # trial numbers restart at 0: a new study would mix with the old files
         raise BertkitError(f"{out} holds an earlier search; pass another --out")

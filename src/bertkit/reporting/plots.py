@@ -13,7 +13,15 @@ def read_log(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_curves(log_path: Path, out_path: Path, metric: str) -> None:
+def metric_limits(values: list[float], greater_is_better: bool) -> tuple[float, float] | None:
+    """The dev metric's y-axis: 0 to 1 for a score that lives there (F1, accuracy), so that runs look
+    alike; otherwise (a loss, a perplexity, MSE, a correlation below 0) matplotlib's own scaling."""
+    if greater_is_better and values and all(0 <= v <= 1 for v in values):
+        return (0.0, 1.0)
+    return None
+
+
+def plot_curves(log_path: Path, out_path: Path, metric: str, greater_is_better: bool = True) -> None:
     """Write ``curves.png``: train loss (left axis) and dev ``metric`` (right axis) against the step."""
     import matplotlib
 
@@ -31,8 +39,11 @@ def plot_curves(log_path: Path, out_path: Path, metric: str) -> None:
     metric_ax = loss_ax.twinx()
     if evals:
         metric_ax.plot(*zip(*evals), color="tab:orange", marker="o", label=f"dev {metric}")
-    metric_ax.set_ylabel(f"dev {metric}", color="tab:orange")
-    metric_ax.set_ylim(0, 1)
+    direction = "" if greater_is_better else " (lower is better)"
+    metric_ax.set_ylabel(f"dev {metric}{direction}", color="tab:orange")
+    limits = metric_limits([value for _, value in evals], greater_is_better)
+    if limits:
+        metric_ax.set_ylim(*limits)
     fig.suptitle("learning curves")
     fig.tight_layout()
     with atomic_path(out_path) as tmp:

@@ -217,9 +217,8 @@ def run_eval(
     metrics = evaluate(model)
     model.train()
     score = metrics[task.main_metric]
-    greater = getattr(task, "greater_is_better", True)
     improved = state.best_metric is None or (
-        score > state.best_metric if greater else score < state.best_metric
+        score > state.best_metric if task.greater_is_better else score < state.best_metric
     )
     if improved:
         state.best_metric, state.best_step, state.evals_without_gain = score, state.step, 0

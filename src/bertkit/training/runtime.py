@@ -112,8 +112,11 @@ def thread_count(threads: int = 0, local_world_size: int = 1, env: dict[str, str
     if threads > 0:
         return threads
     omp = env.get("OMP_NUM_THREADS", "")
-    if omp.isdigit() and int(omp) > 0:
-        return int(omp)
+    first = omp.split(",")[0].strip()  # OpenMP allows a list, one count per nesting level; ours is the first
+    if first:
+        if not first.isdigit() or int(first) < 1:
+            raise BertkitError(f"OMP_NUM_THREADS must be a positive number of threads, got {omp!r}")
+        return int(first)
     # the cores this process may run on, not the host's count (which containers overstate)
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, available // max(1, local_world_size))

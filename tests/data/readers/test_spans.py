@@ -90,19 +90,24 @@ def cluener(text: str, **entities: str) -> dict:
     return {"text": text, "label": label}
 
 
-def test_entities_inside_mixed_script_chinese_words_are_kept(tmp_path):
-    # Latin letters and digits against Chinese: "CPL2011" and "vsac" are single words for BERT.
+def test_chinese_text_is_cut_per_character_latin_runs_too(tmp_path):
+    # "CPL2011" and "vsac" would be single words for BERT; Chinese NER tags every character instead.
     records = [
         cluener("中国足球CPL2011赛季开幕", game="CPL"),
         cluener("意甲联赛vsac米兰的比赛", organization="ac米兰"),
-        cluener("他买了iPhone12手机", product="iPhone12"),
+        cluener("他买了iPhone12 手机", product="iPhone12"),
     ]
     corpus = read_spans(write(tmp_path, *records))
     found = [char_entities(ex) for ex in corpus.examples]
     assert found == [[("CPL", "game")], [("ac米兰", "organization")], [("iPhone12", "product")]]
-    first = corpus.examples[0]
-    assert first.tokens[4:6] == ["CPL", "2011"] and first.tags[4:6] == ["B-game", "O"]
-    assert corpus.examples[1].tokens[4:6] == ["vs", "ac"]
+    first, second = corpus.examples[0], corpus.examples[1]
+    assert first.tokens[4:8] == ["C", "P", "L", "2"]
+    assert first.tags[4:8] == ["B-game", "I-game", "I-game", "O"]
+    assert second.tokens[4:7] == ["v", "s", "a"] and second.tags[5:7] == ["O", "B-organization"]
+    assert " " not in corpus.examples[2].tokens  # separators belong to no word
+    # prediction over the raw texts sees exactly the words training saw
+    unlabelled = read_spans(write(tmp_path, *records, name="raw.jsonl"), with_entities=False)
+    assert [ex.tokens for ex in unlabelled.examples] == [ex.tokens for ex in corpus.examples]
     for ex in corpus.examples:
         assert all(ex.text[s:e] == token for token, (s, e) in zip(ex.tokens, ex.offsets))
 
@@ -158,8 +163,8 @@ def test_unlabelled_reading_ignores_entities(tmp_path):
     assert [ex.tags for ex in corpus.examples] == [None] * 4
     assert corpus.examples[0].tokens == list(CLUENER["text"])
     # Words are cut as for raw text: prediction sees what `predict` on plain text would.
-    mixed = write(tmp_path, cluener("中国CPL2011赛季", game="CPL"), name="mixed.jsonl")
-    assert read_spans(mixed, with_entities=False).examples[0].tokens[2] == "CPL2011"
+    english = write(tmp_path, {"text": "Germans met", "entities": [{"start": 0, "end": 6, "label": "X"}]})
+    assert read_spans(english, with_entities=False).examples[0].tokens == ["Germans", "met"]
 
 
 def test_cluener_text_mismatch_is_an_error(tmp_path):

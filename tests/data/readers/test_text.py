@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 
-from bertkit.data.readers.text import read_text, split_words
+from bertkit.data.readers.text import read_text, split_words, tagged_words
 from bertkit.errors import BadInputError
 
 
@@ -113,3 +113,16 @@ def test_read_text_invalid_utf8_names_the_line(tmp_path):
         read_text(path)
     assert info.value.line == 3
     assert str(info.value).startswith(f"{path}:3: not valid UTF-8 (byte 0x80 at column 1)")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("中国CPL2011赛季", ["中", "国", "C", "P", "L", "2", "0", "1", "1", "赛", "季"]),
+        ("vs ac米兰", ["v", "s", "a", "c", "米", "兰"]),  # separators belong to no word
+        ("Germans in CPL2011", ["Germans", "in", "CPL2011"]),  # no Chinese: BERT's words
+    ],
+)
+def test_ner_tags_every_character_of_a_text_with_chinese(text, expected):
+    assert [w for w, _, _ in tagged_words(text)] == expected
+    assert all(text[s:e] == w for w, s, e in tagged_words(text))

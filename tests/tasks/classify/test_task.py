@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_splits, sentence, write_rows
+from conftest import bertkit_command, make_splits, sentence, write_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
@@ -18,30 +18,8 @@ from bertkit.tasks.classify.task import ClassifyConfig, ClassifyTask
 
 
 def finetune(tiny_bert: Path, data: dict[str, Path], out: Path, *extra: str) -> dict:
-    args = [
-        "-q",
-        "finetune",
-        "classify",
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(data["train"]),
-        "--dev",
-        str(data["dev"]),
-        "--test",
-        str(data["test"]),
-        "--out",
-        str(out),
-        "--lr",
-        "3e-3",
-        "--batch-size",
-        "16",
-        "--max-length",
-        "32",
-        "--seed",
-        "1",
-        *extra,
-    ]
+    fast = ["--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--seed", "1"]
+    args = bertkit_command("finetune", "classify", tiny_bert, data, out, *fast, *extra)
     assert main(args) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -200,21 +178,8 @@ def test_windows_cover_every_subword_of_both_texts(tiny_bert, n_a, n_b, max_leng
 def test_dev_label_unseen_in_train_is_an_error_naming_file_and_line(tiny_bert, tmp_path, capsys):
     train = write_rows(tmp_path / "train.tsv", ["text", "label"], [["the big home", "a"], ["paris", "b"]] * 4)
     dev = write_rows(tmp_path / "dev.tsv", ["text", "label"], [["the home", "a"], ["oslo", "c"]])
-    args = [
-        "-q",
-        "finetune",
-        "classify",
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(train),
-        "--dev",
-        str(dev),
-        "--out",
-        str(tmp_path / "run"),
-        "--max-length",
-        "32",
-    ]
+    data = {"train": train, "dev": dev}
+    args = bertkit_command("finetune", "classify", tiny_bert, data, tmp_path / "run", "--max-length", "32")
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{dev}:3:" in err and "'c'" in err

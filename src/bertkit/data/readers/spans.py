@@ -1,7 +1,8 @@
 """Read entity-span JSON lines (CLUENER or generic start/end/label) into word-level tagged examples.
 
-The text is cut into words by ``split_words`` (Chinese one character per word), and words are also cut
-at every entity edge, so no entity is lost to tokenisation; the examples keep the text and word offsets.
+The text is cut into words by ``tagged_words`` (a text with Chinese in it one character per word, Latin
+runs too), and words are also cut at every entity edge, so no entity is lost to tokenisation; the
+examples keep the text and word offsets.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Pretraining: WordPiece vocabularies, documents to MLM/NSP instances, (whole-word) masking, the task."""

@@ -1,0 +1,104 @@
+"""The pretraining task: the sparse MLM head gives the dense head's loss, presets, held-out metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
+
+from bertkit.config import ModelConfig
+from bertkit.errors import BertkitError
+from bertkit.pretrain.task import (
+    MODEL_SIZES,
+    PretrainConfig,
+    PretrainTask,
+    add_counts,
+    bert_config,
+    pretrain_metrics,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert):
+    return AutoTokenizer.from_pretrained(tiny_bert)
+
+
+def masked_batch(tokenizer, objective: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, len(tokenizer), (4, 12), generator=generator)
+    ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
+    attention = torch.ones_like(ids)
+    attention[1, 8:] = 0  # a padded row
+    ids[1, 8:] = tokenizer.pad_token_id
+    labels = torch.full_like(ids, -100)
+    chosen = (torch.rand(ids.shape, generator=generator) < 0.3) & attention.bool()
+    chosen[:, 0] = chosen[:, -1] = False
+    labels[chosen] = ids[chosen]
+    batch = {
+        "input_ids": torch.where(chosen, torch.tensor(tokenizer.mask_token_id), ids),
+        "attention_mask": attention,
+        "token_type_ids": torch.zeros_like(ids),
+        "labels": labels,
+    }
+    if objective == "mlm+nsp":
+        batch["next_sentence_label"] = torch.tensor([0, 1, 1, 0])
+    return batch
+
+
+@pytest.mark.parametrize(("objective", "cls"), [("mlm+nsp", BertForPreTraining), ("mlm", BertForMaskedLM)])
+def test_the_sparse_head_gives_the_dense_heads_loss(tokenizer, objective, cls):
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    task = PretrainTask(PretrainConfig(objective=objective), ModelConfig(), tokenizer)
+    batch = masked_batch(tokenizer, objective)
+    ours = task.forward(model, batch)
+    dense = model(**batch)  # transformers' head: logits at every position, loss over the labelled ones
+    assert torch.allclose(ours.loss, dense.loss, atol=1e-5)
+    assert ours.mlm_logits.shape == (int((batch["labels"] != -100).sum()), len(tokenizer))
+    if objective == "mlm+nsp":
+        assert torch.allclose(ours.nsp_logits, dense.seq_relationship_logits, atol=1e-5)
+
+
+def test_held_out_metrics_are_token_weighted(tokenizer):
+    """Two batches of 3 and 1 masked tokens: the loss is the mean over all 4 tokens, not of batch means."""
+    totals = {"tokens": 0, "correct": 0, "loss": 0.0, "pairs": 0, "nsp_correct": 0}
+    vocab = 5
+    for logits, labels, loss in (
+        (torch.eye(vocab)[[0, 1, 2]], torch.tensor([0, 1, 3]), 1.0),  # 2 of 3 right
+        (torch.eye(vocab)[[4]], torch.tensor([4]), 5.0),
+    ):
+        out = type("Out", (), {"mlm_labels": labels, "mlm_logits": logits, "mlm_loss": torch.tensor(loss)})
+        out.nsp_logits = None
+        add_counts(totals, out, {})
+    metrics = pretrain_metrics(totals)
+    assert metrics["mlm_accuracy"] == pytest.approx(3 / 4)
+    assert metrics["mlm_loss"] == pytest.approx((3 * 1.0 + 5.0) / 4)
+    assert metrics["perplexity"] == pytest.approx(math.exp(2.0))
+    assert "nsp_accuracy" not in metrics
+
+
+def test_no_masked_token_is_an_error():
+    with pytest.raises(BertkitError, match="no masked token"):
+        pretrain_metrics({"tokens": 0, "correct": 0, "loss": 0.0, "pairs": 0, "nsp_correct": 0})
+
+
+@pytest.mark.parametrize("size", sorted(MODEL_SIZES))
+def test_size_presets_follow_bert_miniatures(tokenizer, size):
+    layers, hidden, heads = MODEL_SIZES[size]
+    config = bert_config(size, tokenizer, max_length=128)
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (
+        layers,
+        hidden,
+        heads,
+    )
+    assert config.intermediate_size == 4 * hidden and config.vocab_size == len(tokenizer)
+    assert config.max_position_embeddings >= 512 and config.pad_token_id == tokenizer.pad_token_id
