@@ -24,11 +24,11 @@ demo: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo_wnut17.sh
 
 test: $(VENV)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest tests
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ner_vs_hf.py --out benchmarks/ner_vs_hf.json

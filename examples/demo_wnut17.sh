@@ -6,7 +6,7 @@ MODEL=$(python -c 'from importlib.resources import files; print(files("gt_all_mi
 OUT=${OUT:-runs/wnut17-minilm}
 mkdir -p "$OUT"
 set -x
-bertkit finetune ner --model "$MODEL" --dataset wnut17 --out "$OUT" \
+bertkit finetune ner --model "$MODEL" --dataset wnut17 --out "$OUT" --overwrite \
     --epochs 3 --lr 1e-4 --batch-size 32 --max-length 128 --seed 42
 printf '%s\n' "Just landed at Heathrow, taking the Piccadilly line to meet Sarah at the British Museum" \
     "Watching Stranger Things on Netflix while my iPhone updates to iOS 18" > "$OUT/examples.txt"

@@ -1,6 +1,6 @@
-"""Atomic file writes: write to a temporary name in the same directory, then rename into place.
+"""Atomic writes: a file or a whole folder is written under a temporary name, then renamed into place.
 
-A crash leaves either the old file or the new one under the final name, never half of one.
+A crash leaves either the old version or the new one under the final name, never half of one.
 """
 
 from __future__ import annotations
@@ -63,3 +63,52 @@ def atomic_dir_files(out_dir: str | Path) -> Iterator[Path]:
             os.replace(src, dest)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's content or a folder's entries durable; a no-op where the OS refuses (some file
+    systems cannot fsync a folder; the rename is still atomic there)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0))
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.fsync(fd)
+    os.close(fd)
+
+
+def aside(folder: Path) -> Path:
+    """Where ``swap_folder`` keeps the previous version while the new one is renamed in."""
+    return folder.parent / f".{folder.name}.old"
+
+
+def swap_folder(scratch: Path, folder: Path) -> None:
+    """Replace ``folder`` whole by the complete ``scratch`` beside it.
+
+    The files of ``scratch`` and the folder itself are fsynced, the old folder moved aside, the new one
+    renamed in, the parent fsynced and the old one removed. A kill between the two renames leaves only
+    the aside copy, which ``recover_aside`` puts back.
+    """
+    for path in sorted(scratch.iterdir()):
+        fsync_path(path)
+    fsync_path(scratch)
+    old = aside(folder)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(scratch, folder)
+    fsync_path(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_aside(folder: Path) -> bool:
+    """Finish or undo a swap that a kill interrupted, so that the complete folder ends under its name;
+    True when the previous version was put back."""
+    old = aside(folder)
+    if not old.exists():
+        return False
+    if folder.exists():
+        shutil.rmtree(old)  # killed after the new folder was in place: the old one is garbage
+        return False
+    os.replace(old, folder)  # killed between the renames: the previous folder comes back
+    fsync_path(folder.parent)
+    return True

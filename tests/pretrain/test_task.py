@@ -47,8 +47,9 @@ def masked_batch(tokenizer, objective: str, seed: int = 0) -> dict[str, torch.Te
     return batch
 
 
+@pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize(("objective", "cls"), [("mlm+nsp", BertForPreTraining), ("mlm", BertForMaskedLM)])
-def test_the_sparse_head_gives_the_dense_heads_loss(tokenizer, objective, cls):
+def test_the_sparse_head_gives_the_dense_heads_loss(tokenizer, objective, cls, sparse):
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -58,7 +59,7 @@ def test_the_sparse_head_gives_the_dense_heads_loss(tokenizer, objective, cls):
     )
     torch.manual_seed(0)
     model = cls(config).eval()
-    task = PretrainTask(PretrainConfig(objective=objective), ModelConfig(), tokenizer)
+    task = PretrainTask(PretrainConfig(objective=objective, sparse_head=sparse), ModelConfig(), tokenizer)
     batch = masked_batch(tokenizer, objective)
     ours = task.forward(model, batch)
     dense = model(**batch)  # transformers' head: logits at every position, loss over the labelled ones

@@ -302,7 +302,7 @@ class SimulatedKill(BaseException):
 
 
 class KillingOs:
-    """``os`` for checkpoint.py whose ``kill_at``-th durable step (fsync, rename, delete) dies."""
+    """``os`` for atomic.py (the checkpoint swap): its ``kill_at``-th fsync, rename or delete dies."""
 
     def __init__(self, kill_at: int):
         self.kill_at, self.calls = kill_at, 0
@@ -331,6 +331,7 @@ WRITE_STEPS = (
 
 @pytest.mark.parametrize("kill_at", range(1, WRITE_STEPS + 1))
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_or_the_new_one(tmp_path, monkeypatch, kill_at):
+    from bertkit import atomic
     from bertkit.training import checkpoint
 
     ckpt = tmp_path / "checkpoint"
@@ -341,15 +342,15 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_or_the_new_one(tmp
     with torch.no_grad():
         model.weight.fill_(2.0)
     killing = KillingOs(kill_at)
-    real_rmtree = checkpoint.shutil.rmtree
+    real_rmtree = atomic.shutil.rmtree
 
     def dying_rmtree(path, *args, **kwargs):
         if Path(path).name == ".checkpoint.old":
             killing.step()
         real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "os", killing)
-    monkeypatch.setattr(checkpoint.shutil, "rmtree", dying_rmtree)
+    monkeypatch.setattr(atomic, "os", killing)  # the swap's renames and fsyncs (atomic.swap_folder)
+    monkeypatch.setattr(atomic.shutil, "rmtree", dying_rmtree)
     with pytest.raises(SimulatedKill):
         save_training_state(ckpt, model, {"step": 2})
     monkeypatch.undo()

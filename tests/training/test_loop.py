@@ -15,12 +15,13 @@ import torch
 from conftest import ner_command
 from safetensors.torch import load_file
 
+from bertkit import atomic
 from bertkit.cli.app import main
 from bertkit.config import TrainConfig
 from bertkit.data.batching import epoch_batches, length_grouped_batches
 from bertkit.data.features import InMemoryFeatures, write_sharded
 from bertkit.errors import BertkitError
-from bertkit.training import checkpoint, loop
+from bertkit.training import loop
 from bertkit.training.runtime import Runtime
 from bertkit.training.train_log import TrainLog
 
@@ -237,9 +238,9 @@ def test_a_kill_during_a_checkpoint_write_then_resume_gives_the_same_weights(
 
     def save(ckpt_dir, model, state):
         if state["loop"]["step"] == 9:  # the write of step 9's checkpoint dies at its kill_at-th step
-            monkeypatch.setattr(checkpoint.os, "fsync", dying(os.fsync))
-            monkeypatch.setattr(checkpoint.os, "replace", dying(os.replace))
-            monkeypatch.setattr(checkpoint.shutil, "rmtree", dying(shutil.rmtree))
+            monkeypatch.setattr(atomic.os, "fsync", dying(os.fsync))
+            monkeypatch.setattr(atomic.os, "replace", dying(os.replace))
+            monkeypatch.setattr(atomic.shutil, "rmtree", dying(shutil.rmtree))
         real_save(ckpt_dir, model, state)
 
     monkeypatch.setattr(loop, "save_training_state", save)

@@ -71,14 +71,7 @@ def run_vocab(args: argparse.Namespace) -> int:
 
     if args.vocab_size < 10:
         raise BertkitError(f"--vocab-size must be at least 10, got {args.vocab_size}")
-    options = CorpusOptions(
-        documents=args.documents,
-        doc_start=args.doc_start,
-        keep_from=args.keep_from,
-        keep_until=args.keep_until,
-        drop_lines=args.drop_lines,
-        on_bad_line=args.on_bad_line,
-    )
+    options = CorpusOptions.of(args)
     texts = (sentence for doc in read_documents(args.input, options) for sentence in doc.sentences)
     cfg = VocabConfig(
         vocab_size=args.vocab_size,

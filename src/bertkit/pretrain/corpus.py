@@ -12,10 +12,11 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from bertkit.data.readers.text import _is_cjk
+from bertkit.data.readers.text import is_cjk
 from bertkit.errors import ON_BAD_LINE, BadLines, BertkitError
 
 DOCUMENT_MODES = ("blank", "file", "line")
@@ -53,6 +54,13 @@ class CorpusOptions:
             raise BertkitError(f"min_sentence_chars must be at least 1, got {self.min_sentence_chars}")
         for name in ("doc_start", "keep_from", "keep_until", "drop_lines"):
             _compile(name, getattr(self, name))
+
+    @classmethod
+    def of(cls, source: Any) -> CorpusOptions:
+        """The options from an object with attributes of the same names (the pretrain config section,
+        parsed command-line flags); what it lacks keeps its default."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{name: getattr(source, name) for name in names if hasattr(source, name)})
 
 
 @dataclass
@@ -379,15 +387,15 @@ def _ends_sentence(text: str, match: re.Match) -> bool:
     if any(c in _STRONG_ENDS for c in marks):
         return True
     ellipsis = any(c in _ELLIPSES for c in marks)
-    if ellipsis and match.start() > 0 and _is_cjk(text[match.start() - 1]):
+    if ellipsis and match.start() > 0 and is_cjk(text[match.start() - 1]):
         return True
-    if _is_cjk(after):  # mixed text: "Great!很好"
+    if is_cjk(after):  # mixed text: "Great!很好"
         return ellipsis or "!" in marks or "?" in marks
     following = _NEXT_CHAR.match(text, match.end())
     if following is None:
         return False
     start = following.group(1)
-    if not (start.isupper() or start.isdigit() or start in _OPENERS or _is_cjk(start)):
+    if not (start.isupper() or start.isdigit() or start in _OPENERS or is_cjk(start)):
         return False
     return not (marks == "." and _is_abbreviation(text, match.start()))
 

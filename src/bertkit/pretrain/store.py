@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from bertkit.atomic import recover_aside as atomic_recover_aside
+from bertkit.atomic import swap_folder
 from bertkit.errors import BertkitError
 
 log = logging.getLogger(__name__)
@@ -383,33 +385,14 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
         (scratch / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
         yield scratch
         (scratch / OWNER_FILE).unlink()
-        for path in scratch.iterdir():
-            fsync_path(path)
-        fsync_path(scratch)
-        old = aside(folder)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(scratch, folder)
-        fsync_path(folder.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_folder(scratch, folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def aside(folder: Path) -> Path:
-    return folder.parent / f".{folder.name}.old"
-
-
 def recover_aside(folder: Path) -> None:
     """Finish or undo a swap that a kill interrupted, so the complete folder ends under its name."""
-    old = aside(folder)
-    if not old.exists():
-        return
-    if folder.exists():
-        shutil.rmtree(old)  # killed after the new folder was in place: the old one is garbage
-    else:
-        os.replace(old, folder)  # killed between the renames: the previous folder comes back
-        fsync_path(folder.parent)
+    if atomic_recover_aside(folder):
         log.info("%s: put back the previous version, left aside by an interrupted replacement", folder)
 
 
@@ -451,14 +434,3 @@ def check_replaceable(folder: Path, names: tuple[str, ...], what: str) -> None:
             f"{folder} holds other files (none of {', '.join(names)}): refusing to replace it with the "
             f"{what}; choose a new or empty folder"
         )
-
-
-def fsync_path(path: Path) -> None:
-    """Make a file's content or a folder's entries durable; a no-op where the OS refuses."""
-    try:
-        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0))
-    except OSError:
-        return
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)

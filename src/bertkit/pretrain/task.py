@@ -51,6 +51,9 @@ class PretrainConfig:
         "--word-boundaries",
         choices=("basic", "jieba", "pretokenized"),
     )
+    sparse_head: bool = option(
+        True, "run the MLM decoder at the masked positions only (off: at every position, as transformers)"
+    )
     mlm_probability: float = option(0.15, "share of tokens chosen for prediction", gt=0, lt=1)
     short_seq_prob: float = option(
         0.1, "chance that a document's pairs get a shorter random target length (BERT's)", ge=0, le=1
@@ -196,7 +199,10 @@ class PretrainTask:
         )
         chosen = batch["labels"] != IGNORE
         head = model.cls.predictions
-        logits = head(encoder.last_hidden_state[chosen]).float()  # the decoder runs on masked rows only
+        if self.cfg.sparse_head:  # the decoder runs on the masked rows only
+            logits = head(encoder.last_hidden_state[chosen]).float()
+        else:
+            logits = head(encoder.last_hidden_state)[chosen].float()
         labels = batch["labels"][chosen]
         mlm_loss = F.cross_entropy(logits, labels) if len(labels) else logits.sum() * 0
         out = PretrainOutput(loss=mlm_loss, mlm_loss=mlm_loss, mlm_logits=logits, mlm_labels=labels)

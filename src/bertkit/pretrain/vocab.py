@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertTokenizerFast
 
 from bertkit.atomic import UMASK, atomic_dir_files
-from bertkit.data.readers.text import _is_cjk
+from bertkit.data.readers.text import is_cjk
 from bertkit.errors import BertkitError
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _alphabet(chars: Counter, cfg: VocabConfig) -> set[str]:
     seen = [c for c, n in chars.items() if n >= cfg.min_frequency and not c.isspace()]
     if cfg.limit_alphabet is None:
         return set(seen)
-    exempt = {c for c in seen if cfg.chinese_chars and _is_cjk(c)}
+    exempt = {c for c in seen if cfg.chinese_chars and is_cjk(c)}
     others = sorted((c for c in seen if c not in exempt), key=lambda c: (-chars[c], c))
     return exempt | set(others[: cfg.limit_alphabet])
 

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from bertkit.data.readers.text import _CJK_RANGES, _is_cjk
+from bertkit.data.readers.text import CJK_RANGES, is_cjk
 from bertkit.errors import BertkitError
 
 BOUNDARIES = ("basic", "jieba", "pretokenized")
@@ -59,7 +59,7 @@ def _jieba_spans(sentence: str) -> list[tuple[int, int]]:
     # Without the HMM (which guesses unknown words) jieba agrees better with People's Daily's gold words
     # (word F1 0.846 against 0.824, word-start F1 0.942 against 0.934) and runs twice as fast.
     for word, start, end in _jieba_tokenizer().tokenize(sentence, mode="default", HMM=False):
-        if all(_is_cjk(char) for char in word):
+        if all(is_cjk(char) for char in word):
             if other is not None:
                 spans += _basic_spans(sentence, other, start)
                 other = None
@@ -84,7 +84,7 @@ def _basic_word() -> re.Pattern:
     """``split_words``' cuts as one regex: a punctuation mark or CJK character alone, or a run of other
     non-separator characters. Several times faster than its loop over characters, which matters on
     this hot path; the tests check that both agree. Built on first use (a third of a second)."""
-    alone, separators = list(_ASCII_SYMBOLS) + list(_CJK_RANGES), []
+    alone, separators = list(_ASCII_SYMBOLS) + list(CJK_RANGES), []
     for point in range(sys.maxunicode + 1):
         category = unicodedata.category(chr(point))
         if category[0] == "P":

@@ -151,22 +151,11 @@ def check_pretrain_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def corpus_options(p: Any) -> CorpusOptions:
-    return CorpusOptions(
-        documents=p.documents,
-        doc_start=p.doc_start,
-        keep_from=p.keep_from,
-        keep_until=p.keep_until,
-        drop_lines=p.drop_lines,
-        on_bad_line=p.on_bad_line,
-    )
-
-
 def tokenised_corpus(cfg: RunConfig, tokenizer: Any) -> TokenStore:
     """The corpus as token ids in a store under the cache, reused while corpus, options and tokenizer
     stay the same."""
     p = cfg.task
-    options = corpus_options(p)
+    options = CorpusOptions.of(p)
     identity = "\n".join(
         [corpus_fingerprint(p.input, options), tokenizer_identity(tokenizer), f"words={p.word_boundaries}"]
     )

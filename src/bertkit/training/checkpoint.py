@@ -8,8 +8,6 @@ state from ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bertkit.atomic import atomic_dir_files
+from bertkit.atomic import atomic_dir_files, recover_aside, swap_folder
 
 STATE_FILE = "training_state.pt"
 MODEL_STATE_FILE = "model.safetensors"
@@ -43,7 +41,8 @@ def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dic
 
     The steps: write both files under ``.NAME.*.tmp``, fsync them and that directory; move the old
     checkpoint aside to ``.NAME.old``, rename the new one into place, fsync the parent, drop the old.
-    A kill between the two renames leaves no ``NAME``: ``recover_checkpoint`` puts the old one back.
+    A kill between the two renames leaves no ``NAME``: ``recover_checkpoint`` puts the old one back
+    (``atomic.swap_folder``).
     """
     from safetensors.torch import save_file
 
@@ -54,18 +53,9 @@ def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dic
     scratch = Path(tempfile.mkdtemp(dir=parent, prefix=f".{ckpt_dir.name}.", suffix=".tmp"))
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(dedupe_shared(weights), str(scratch / MODEL_STATE_FILE))
-    fsync_file(scratch / MODEL_STATE_FILE)
     with open(scratch / STATE_FILE, "wb") as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(scratch)
-    old = aside(ckpt_dir)
-    if ckpt_dir.exists():
-        os.replace(ckpt_dir, old)
-    os.replace(scratch, ckpt_dir)
-    fsync_dir(parent)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_folder(scratch, ckpt_dir)
 
 
 def load_training_state(ckpt_dir: str | Path, model: torch.nn.Module) -> dict[str, Any]:
@@ -89,21 +79,9 @@ def has_checkpoint(ckpt_dir: str | Path) -> bool:
     return (ckpt_dir / STATE_FILE).is_file() and (ckpt_dir / MODEL_STATE_FILE).is_file()
 
 
-def aside(ckpt_dir: Path) -> Path:
-    return ckpt_dir.parent / f".{ckpt_dir.name}.old"
-
-
 def recover_checkpoint(ckpt_dir: str | Path) -> None:
-    """Finish or undo a swap that a kill interrupted: the complete checkpoint ends under its name."""
-    ckpt_dir = Path(ckpt_dir)
-    old = aside(ckpt_dir)
-    if not old.exists():
-        return
-    if ckpt_dir.exists():
-        shutil.rmtree(old)  # killed after the new one was in place: the old one is garbage
-    else:
-        os.replace(old, ckpt_dir)  # killed between the renames: the previous checkpoint comes back
-        fsync_dir(ckpt_dir.parent)
+    """Finish or undo a checkpoint swap that a kill interrupted."""
+    recover_aside(Path(ckpt_dir))
 
 
 def clean_orphans(out_dir: str | Path, ckpt_name: str = "checkpoint") -> list[Path]:
@@ -121,26 +99,6 @@ def clean_orphans(out_dir: str | Path, ckpt_name: str = "checkpoint") -> list[Pa
                 path.unlink()
             removed.append(path)
     return removed
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (new names, renames) durable; a no-op where the OS cannot."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    # some file systems refuse fsync on a directory; the rename is still atomic there
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:

@@ -14,7 +14,7 @@ from bertkit.errors import BadInputError, BadLines
 from bertkit.records import TokenExample
 
 # The code-point ranges of BERT's tokenization._is_chinese_char (CJK ideographs, not all of CJK).
-_CJK_RANGES = (
+CJK_RANGES = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
     (0x20000, 0x2A6DF),
@@ -26,9 +26,9 @@ _CJK_RANGES = (
 )
 
 
-def _is_cjk(char: str) -> bool:
+def is_cjk(char: str) -> bool:
     cp = ord(char)
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -54,7 +54,7 @@ def split_words(text: str, cuts: Set[int] = frozenset()) -> list[tuple[str, int,
     words: list[tuple[str, int, int]] = []
     start = None
     for i, char in enumerate(text):
-        alone = _is_punctuation(char) or _is_cjk(char)
+        alone = _is_punctuation(char) or is_cjk(char)
         if start is not None and (alone or _is_separator(char) or i in cuts):
             words.append((text[start:i], start, i))
             start = None
@@ -75,7 +75,7 @@ def tagged_words(text: str, cuts: Set[int] = frozenset()) -> list[tuple[str, int
     and end inside Latin runs (``CPL`` in ``CPL2011``, ``ac米兰`` in ``vsac米兰``). Cutting such runs only at
     gold edges would train on words that prediction over raw text never sees.
     """
-    if any(_is_cjk(char) for char in text):
+    if any(is_cjk(char) for char in text):
         return [(char, i, i + 1) for i, char in enumerate(text) if not _is_separator(char)]
     return split_words(text, cuts)
 
