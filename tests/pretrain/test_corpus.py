@@ -241,3 +241,18 @@ def test_one_sentence_documents_are_reported(tmp_path):
     stats = CorpusStats()
     list(read_documents([path], CorpusOptions(documents="file"), stats))
     assert (stats.documents, one_sentence_warning(stats, CorpusOptions(documents="file"))) == (1, None)
+
+
+def test_options_come_from_any_object_with_the_same_names():
+    import argparse
+
+    from bertkit.pretrain.task import PretrainConfig
+
+    config = PretrainConfig(documents="file", keep_from="^START", drop_lines="^#", on_bad_line="warn")
+    assert CorpusOptions.of(config) == CorpusOptions(
+        documents="file", keep_from="^START", drop_lines="^#", on_bad_line="warn"
+    )
+    flags = argparse.Namespace(documents="line", doc_start=None, unrelated=1)
+    assert CorpusOptions.of(flags) == CorpusOptions(documents="line")  # what it lacks keeps its default
+    with pytest.raises(BertkitError, match="keep_from"):
+        CorpusOptions.of(argparse.Namespace(keep_from="(unclosed"))

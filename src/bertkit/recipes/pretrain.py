@@ -60,10 +60,10 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     cfg = check_pretrain_config(cfg)
     p = cfg.task
     tokenizer = load_tokenizer(ModelConfig(name_or_path=p.tokenizer or p.init, revision=cfg.model.revision))
+    out = prepare_out_dir(cfg)  # refuses a used --out before the (long) tokenisation of the corpus
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
     store = tokenised_corpus(cfg, tokenizer)
     fingerprint = {**run_fingerprint(cfg, {}), "corpus": store.fingerprint}
-    out = prepare_out_dir(cfg)
-    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
     resume_from = checkpoint_to_resume(cfg, out, fingerprint)
     runtime = make_runtime(cfg.train.precision, cfg.train.threads)
     train, heldout = make_instances(cfg, store, tokenizer)
