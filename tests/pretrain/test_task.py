@@ -103,3 +103,9 @@ def test_size_presets_follow_bert_miniatures(tokenizer, size):
     )
     assert config.intermediate_size == 4 * hidden and config.vocab_size == len(tokenizer)
     assert config.max_position_embeddings >= 512 and config.pad_token_id == tokenizer.pad_token_id
+
+
+def test_model_dropout_reaches_a_new_model(tokenizer):
+    assert bert_config("tiny", tokenizer, 128).hidden_dropout_prob == 0.1  # BERT's default
+    config = bert_config("tiny", tokenizer, 128, dropout=0.0)
+    assert config.hidden_dropout_prob == 0.0 and config.attention_probs_dropout_prob == 0.0

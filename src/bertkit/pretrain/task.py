@@ -100,12 +100,21 @@ class PretrainOutput:
     nsp_logits: torch.Tensor | None = None
 
 
-def bert_config(size: str, tokenizer: Any, max_length: int) -> Any:
+def dropout_overrides(dropout: float | None) -> dict[str, float]:
+    """``--model.dropout`` for BERT's hidden and attention dropout (0 speeds up short pretraining runs:
+    Geiping & Goldstein, 2022, "Cramming")."""
+    return (
+        {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    )
+
+
+def bert_config(size: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:
     """A new BERT of a preset size for this tokenizer (positions for at least 512 tokens)."""
     from transformers import BertConfig
 
     layers, hidden, heads = MODEL_SIZES[size]
     return BertConfig(
+        **dropout_overrides(dropout),
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         num_hidden_layers=layers,
@@ -152,6 +161,7 @@ class PretrainTask:
                 self.cfg.init,
                 revision=self.model_cfg.revision,
                 trust_remote_code=self.model_cfg.trust_remote_code,
+                **dropout_overrides(self.model_cfg.dropout),
             )
         finally:
             hf_logging.set_verbosity(verbosity)
