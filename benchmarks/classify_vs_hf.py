@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
+    QUIET_TRAINER,
     TORCH_THREADS,
     add_hyper_arguments,
     bertkit_executable,
@@ -118,7 +119,6 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="classify_vs_hf_") as output_dir:
         training_args = hf.TrainingArguments(
             output_dir=output_dir,
-            use_cpu=True,
             seed=args.seed,
             num_train_epochs=args.epochs,
             learning_rate=args.lr,
@@ -126,12 +126,7 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             per_device_eval_batch_size=args.batch_size,
             weight_decay=args.weight_decay,
             warmup_steps=args.warmup_ratio,  # transformers 5: a float < 1 is the warm-up ratio
-            eval_strategy="no",
-            save_strategy="no",
-            logging_strategy="no",
-            report_to=[],
-            dataloader_num_workers=0,
-            disable_tqdm=True,
+            **QUIET_TRAINER,
             bf16=variant == "B1-bf16",
             train_sampling_strategy="random" if variant == "B0" else "group_by_length",
         )

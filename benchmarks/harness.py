@@ -30,6 +30,18 @@ BERTKIT_FLAGS = {
 }
 
 
+# How every reference runs Trainer: on the CPU, timing only training (no evaluation, checkpoints or logs)
+QUIET_TRAINER = {
+    "use_cpu": True,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "logging_strategy": "no",
+    "report_to": [],
+    "dataloader_num_workers": 0,
+    "disable_tqdm": True,
+}
+
+
 def add_hyper_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """``--epochs``, ``--lr``, ... with a script's defaults; every variant gets the same values."""
     for name in BERTKIT_FLAGS:

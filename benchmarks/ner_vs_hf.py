@@ -20,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
+    QUIET_TRAINER,
     TORCH_THREADS,
     add_hyper_arguments,
     bertkit_executable,
@@ -171,7 +172,6 @@ def training_arguments(variant: str, args: argparse.Namespace, output_dir: str) 
 
     return TrainingArguments(
         output_dir=output_dir,
-        use_cpu=True,
         seed=args.seed,
         num_train_epochs=args.epochs,
         learning_rate=args.lr,
@@ -179,12 +179,7 @@ def training_arguments(variant: str, args: argparse.Namespace, output_dir: str) 
         per_device_eval_batch_size=args.batch_size,
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,  # transformers 5 dropped warmup_ratio: a float < 1 is the ratio
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        disable_tqdm=True,
+        **QUIET_TRAINER,
         # transformers 5 replaced group_by_length=True with this strategy.
         train_sampling_strategy="random" if variant == "B0" else "group_by_length",
         bf16=variant == "B1-bf16",  # Trainer's own CPU autocast, as a user who asks for bf16 would run it

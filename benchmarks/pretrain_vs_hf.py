@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import TORCH_THREADS, bertkit_executable, peak_rss_mb, print_machine, run_variant_process  # noqa: E402
+from harness import (  # noqa: E402
+    QUIET_TRAINER,
+    TORCH_THREADS,
+    bertkit_executable,
+    peak_rss_mb,
+    print_machine,
+    run_variant_process,
+)
 
 VARIANTS = ("bertkit", "bertkit-dense", "B1-bf16")
 WIKITEXT_HEADING = r"^ = [^=].* = $"
@@ -88,19 +95,13 @@ def run_trainer(args: argparse.Namespace, work: Path, out: Path) -> dict[str, An
     train = [{"input_ids": b} for b in blocks(tokenizer, args.train_text, args.max_length)]
     training_args = hf.TrainingArguments(
         output_dir=str(out / "trainer"),
-        use_cpu=True,
         seed=args.seed,
         max_steps=args.steps,
         learning_rate=args.lr,
         per_device_train_batch_size=args.batch_size,
         weight_decay=0.01,
         warmup_steps=0.1,  # transformers 5: a float < 1 is the warm-up ratio
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        disable_tqdm=True,
+        **QUIET_TRAINER,
         bf16=True,
     )
     collator = hf.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)

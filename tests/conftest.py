@@ -171,3 +171,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def after_step(monkeypatch, step: int, action) -> None:
+    """Run ``action`` (e.g. ``crash``) right after the loop reports step ``step``."""
+    from bertkit.training import loop
+
+    real_report = loop.report_step
+
+    def report(bar, train_log, state, *rest):
+        real_report(bar, train_log, state, *rest)
+        if state.step == step:
+            action()
+
+    monkeypatch.setattr(loop, "report_step", report)
+
+
+def crash() -> None:
+    raise KeyboardInterrupt

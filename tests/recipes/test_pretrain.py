@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import after_step, crash
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from bertkit.cli.app import main
-from bertkit.training import loop
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "her sister"]
 VERBS = ["saw", "liked", "followed", "painted", "called"]
@@ -137,17 +137,10 @@ def test_a_resume_mid_stream_gives_the_same_weights(corpus, tmp_path, monkeypatc
     full = tmp_path / "full"
     assert main(pretrain_args(corpus, full, *args)) == 0
 
-    real_report = loop.report_step
-
-    def crash_after_step_10(bar, train_log, state, *rest):
-        real_report(bar, train_log, state, *rest)
-        if state.step == 10:
-            raise KeyboardInterrupt  # the last checkpoint is the one of step 8
-
     broken = tmp_path / "broken"
-    monkeypatch.setattr(loop, "report_step", crash_after_step_10)
+    after_step(monkeypatch, 10, crash)  # the last checkpoint is the one of step 8
     assert main(pretrain_args(corpus, broken, *args)) == 130
-    monkeypatch.setattr(loop, "report_step", real_report)
+    monkeypatch.undo()
     assert main(pretrain_args(corpus, broken, *args, "--resume", str(broken))) == 0
     a = load_file(str(full / "checkpoint" / "model.safetensors"))
     b = load_file(str(broken / "checkpoint" / "model.safetensors"))

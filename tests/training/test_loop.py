@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ner_command
+from conftest import after_step, crash, ner_command
 from safetensors.torch import load_file
 
 from bertkit import atomic
@@ -56,19 +56,12 @@ def test_resumed_run_ends_with_the_same_weights(tiny_bert, synthetic_ner, tmp_pa
     full = tmp_path / "full"
     assert main(finetune_args(tiny_bert, synthetic_ner, full, *args)) == 0
 
-    real_report = loop.report_step
-
-    def crash_after_step_8(bar, train_log, state, *rest):
-        real_report(bar, train_log, state, *rest)
-        if state.step == 8:
-            raise KeyboardInterrupt  # the last checkpoint is the one of step 6
-
     broken = tmp_path / "broken"
-    monkeypatch.setattr(loop, "report_step", crash_after_step_8)
+    after_step(monkeypatch, 8, crash)  # the last checkpoint is the one of step 6
     assert main(finetune_args(tiny_bert, synthetic_ner, broken, *args)) == 130
     saved = torch.load(broken / "checkpoint" / "training_state.pt", weights_only=True)
     assert saved["loop"]["step"] == 6
-    monkeypatch.setattr(loop, "report_step", real_report)
+    monkeypatch.undo()
     assert main(finetune_args(tiny_bert, synthetic_ner, broken, *args, "--resume", str(broken))) == 0
 
     a = load_file(str(full / "checkpoint" / "model.safetensors"))
@@ -170,21 +163,6 @@ def assert_log_of_one_run(out: Path, steps: int, evals: list[int]) -> None:
     assert [e["step"] for e in log if e["event"] == "step"] == list(range(1, steps + 1))
     assert [e["step"] for e in log if e["event"] == "eval"] == evals
     assert [e["event"] for e in log].count("train_end") == 1 and log[-1]["event"] == "train_end"
-
-
-def after_step(monkeypatch, step: int, action) -> None:
-    real_report = loop.report_step
-
-    def report(bar, train_log, state, *rest):
-        real_report(bar, train_log, state, *rest)
-        if state.step == step:
-            action()
-
-    monkeypatch.setattr(loop, "report_step", report)
-
-
-def crash() -> None:
-    raise KeyboardInterrupt
 
 
 def test_resume_with_gradient_accumulation_gives_the_same_weights_and_log(

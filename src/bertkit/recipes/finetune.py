@@ -117,10 +117,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     warn_if_worse_than_untrained(metrics, task, eval_split, train_log)
     train_log.write(
         "train_end",
-        steps=state.step,
-        train_seconds=state.train_seconds,
-        train_examples=state.examples,
-        train_examples_per_s=state.examples / max(state.train_seconds, 1e-9),
+        **state.throughput(),
         train_windows=len(train_features),
         train_records=len(train),
         truncated_tokens=truncated,

@@ -114,10 +114,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     }
     train_log.write(
         "train_end",
-        steps=state.step,
-        train_seconds=state.train_seconds,
-        train_examples=state.examples,
-        train_examples_per_s=state.examples / max(state.train_seconds, 1e-9),
+        **state.throughput(),
         train_tokens_per_s=metrics["train"]["train_tokens_per_s"],
         truncated_tokens=train.stats.truncated_tokens,
         wall_seconds=time.perf_counter() - started,

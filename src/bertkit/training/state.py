@@ -50,6 +50,15 @@ class LoopState:
     source: str = ""  # fingerprint of the training features this position is in
     history: list[dict] = field(default_factory=list)
 
+    def throughput(self) -> dict[str, float]:
+        """The train_end fields every recipe logs: steps, examples, seconds and examples per second."""
+        return {
+            "steps": self.step,
+            "train_seconds": self.train_seconds,
+            "train_examples": self.examples,
+            "train_examples_per_s": self.examples / max(self.train_seconds, 1e-9),
+        }
+
 
 def run_fingerprint(cfg: RunConfig, files: dict[str, str]) -> dict[str, Any]:
     """The config fields that shape training, and size + sha256 of each data file that does (``files``)."""
