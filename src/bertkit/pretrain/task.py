@@ -100,21 +100,24 @@ class PretrainOutput:
     nsp_logits: torch.Tensor | None = None
 
 
-def dropout_overrides(dropout: float | None) -> dict[str, float]:
-    """``--model.dropout`` for BERT's hidden and attention dropout (0 speeds up short pretraining runs:
-    Geiping & Goldstein, 2022, "Cramming")."""
-    return (
-        {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    )
+def set_training_dropout(model: torch.nn.Module, dropout: float | None) -> None:
+    """``--model.dropout`` for this run only: every dropout layer gets ``dropout`` while the saved config
+    keeps the model's own rates, so that fine-tuning the result starts from BERT's 0.1 rather than from a
+    pretraining choice (0 speeds up short runs: Geiping & Goldstein, 2022, "Cramming"). BERT's attention
+    reads its rate from its dropout layer, so the layers are all there is to change."""
+    if dropout is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = dropout
 
 
-def bert_config(size: str, tokenizer: Any, max_length: int, dropout: float | None = None) -> Any:
+def bert_config(size: str, tokenizer: Any, max_length: int) -> Any:
     """A new BERT of a preset size for this tokenizer (positions for at least 512 tokens)."""
     from transformers import BertConfig
 
     layers, hidden, heads = MODEL_SIZES[size]
     return BertConfig(
-        **dropout_overrides(dropout),
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         num_hidden_layers=layers,
@@ -151,7 +154,9 @@ class PretrainTask:
 
         cls = BertForPreTraining if self.cfg.objective == "mlm+nsp" else BertForMaskedLM
         if config is not None:
-            return cls(config)
+            model = cls(config)
+            set_training_dropout(model, self.model_cfg.dropout)
+            return model
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
@@ -161,7 +166,6 @@ class PretrainTask:
                 self.cfg.init,
                 revision=self.model_cfg.revision,
                 trust_remote_code=self.model_cfg.trust_remote_code,
-                **dropout_overrides(self.model_cfg.dropout),
             )
         finally:
             hf_logging.set_verbosity(verbosity)
@@ -169,6 +173,7 @@ class PretrainTask:
             raise BertkitError(
                 f"--from {self.cfg.init}: pretraining supports BERT models, not {model.config.model_type}"
             )
+        set_training_dropout(model, self.model_cfg.dropout)
         return model
 
     # -- batches ------------------------------------------------------------------------------------

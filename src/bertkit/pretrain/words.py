@@ -34,7 +34,7 @@ def word_spans(sentence: str, boundaries: str) -> list[tuple[int, int]]:
     if boundaries == "pretokenized":
         return [match.span() for match in _WHITESPACE_WORD.finditer(sentence)]
     if boundaries == "jieba":
-        return _jieba_spans(sentence)
+        return jieba_spans(sentence)
     raise BertkitError(f"word boundaries must be one of {BOUNDARIES}, got {boundaries!r}")
 
 
@@ -50,15 +50,15 @@ def _jieba_tokenizer() -> Any:
     return tokenizer
 
 
-def _jieba_spans(sentence: str) -> list[tuple[int, int]]:
+def jieba_spans(sentence: str, hmm: bool = False) -> list[tuple[int, int]]:
     """Words jieba finds made of Chinese characters only, as Chinese-BERT-wwm masked them; the rest
     (Latin, digits, punctuation, spaces, and mixed words such as ``A股``) is cut as ``basic`` would,
     since jieba also cuts ``3.14`` or ``don't`` its own way and gives spaces as words."""
     spans: list[tuple[int, int]] = []
     other = None  # where the current run of non-Chinese jieba words began
     # Without the HMM (which guesses unknown words) jieba agrees better with People's Daily's gold words
-    # (word F1 0.846 against 0.824, word-start F1 0.942 against 0.934) and runs twice as fast.
-    for word, start, end in _jieba_tokenizer().tokenize(sentence, mode="default", HMM=False):
+    # (benchmarks/jieba_vs_gold.py) and runs twice as fast.
+    for word, start, end in _jieba_tokenizer().tokenize(sentence, mode="default", HMM=hmm):
         if all(is_cjk(char) for char in word):
             if other is not None:
                 spans += _basic_spans(sentence, other, start)
