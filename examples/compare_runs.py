@@ -18,7 +18,9 @@ def main() -> None:
         scores: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for path in sorted(folder.glob(f"{task}-*-*/metrics.json")):
             _, init, seed = path.parent.name.rsplit("-", 2)
-            scores[init].append((seed, json.loads(path.read_text())["after"][metric]))
+            metrics = json.loads(path.read_text())
+            if "after" in metrics:  # a run still training has only its "before" scores
+                scores[init].append((seed, metrics["after"][metric]))
         for init, runs in sorted(scores.items()):
             values = [v for _, v in runs]
             sd = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -69,3 +69,71 @@ class TextExample:
     label: str | list[str] | float | None = None
     path: str = ""
     line: int = 0
+
+
+@dataclass(frozen=True)
+class QaAnswer:
+    """A gold answer: its text as the file gives it, and the characters ``[start, end)`` of the context
+    it was found at (None: it could not be placed). The span can be shorter than the text when the
+    file's text has spaces around it that the context has not."""
+
+    text: str
+    start: int | None
+    end: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is None:
+            object.__setattr__(self, "end", self.start + len(self.text))
+
+
+@dataclass
+class QaExample:
+    """One question about one context.
+
+    ``answers`` is None for unlabelled input and ``[]`` for a question without an answer (SQuAD
+    v2.0's ``is_impossible``). ``line`` is the 1-based line of the record in ``path`` (JSON lines; for
+    SQuAD JSON the line of the question's id, 0 when unknown).
+    """
+
+    id: str
+    question: str
+    context: str
+    answers: list[QaAnswer] | None = None
+    title: str = ""
+    path: str = ""
+    line: int = 0
+
+    @property
+    def is_impossible(self) -> bool:
+        return self.answers is not None and not self.answers
+
+    @property
+    def placed(self) -> list[QaAnswer]:
+        """The answers whose position in the context is known (what training can use)."""
+        return [a for a in self.answers or () if a.start is not None]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One side of a relation: characters ``[start, end)`` of the record's text, and its type if known."""
+
+    start: int
+    end: int
+    type: str | None = None
+
+
+@dataclass
+class RelationExample:
+    """A text, the two entities a relation holds between (head = e1, tail = e2) and its label.
+
+    ``label`` is None for unlabelled input; ``id`` is the data set's own id (SemEval's sentence number);
+    ``line`` is the 1-based line of the record in ``path``.
+    """
+
+    text: str
+    head: Argument
+    tail: Argument
+    label: str | None = None
+    id: str | None = None
+    path: str = ""
+    line: int = 0

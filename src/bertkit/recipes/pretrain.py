@@ -72,9 +72,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     task = PretrainTask(p, cfg.model, tokenizer, seed=cfg.train.seed)
     seed_everything(cfg.train.seed)
     model = task.build_model(
-        bert_config(p.model_size, tokenizer, cfg.model.max_length)
-        if p.model_size
-        else None
+        bert_config(p.model_size, tokenizer, cfg.model.max_length) if p.model_size else None
     )
     eval_batch = cfg.train.batch_size * 2
     heldout_features = task.heldout_features(heldout)

@@ -7,8 +7,10 @@ from typing import Any
 from bertkit.tasks.base import Task
 from bertkit.tasks.classify.task import ClassifyTask
 from bertkit.tasks.ner.task import NerTask
+from bertkit.tasks.qa.task import QaTask
+from bertkit.tasks.relation.task import RelationTask
 
-TASKS: dict[str, type] = {"ner": NerTask, "classify": ClassifyTask}
+TASKS: dict[str, type] = {"ner": NerTask, "classify": ClassifyTask, "qa": QaTask, "re": RelationTask}
 
 
 def make_task(cfg: Any, tokenizer: Any, labels: list[str] | None = None) -> Task:
