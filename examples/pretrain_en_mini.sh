@@ -16,7 +16,8 @@ python examples/random_init.py "$OUT/model" "$OUT/random"
 for init in model random; do
     for seed in $SEEDS; do
         bertkit -q finetune ner --model "$OUT/$init" --dataset wnut17 --out "$OUT/wnut17-$init-$seed" \
-            --overwrite --epochs 5 --lr 5e-4 --batch-size 32 --seed "$seed" --output.checkpoint false
+            --overwrite --epochs 20 --train.patience 3 --lr 5e-4 --batch-size 32 --seed "$seed" \
+            --output.checkpoint false
         bertkit -q finetune classify --model "$OUT/$init" --train "$DATA/glue_sst2/train.tsv" \
             --dev "$DATA/glue_sst2/dev.tsv" --text-column sentence --label-column label \
             --out "$OUT/sst2-$init-$seed" --overwrite --epochs 1 --lr 1e-4 --batch-size 32 --seed "$seed" \

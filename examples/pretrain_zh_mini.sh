@@ -16,7 +16,8 @@ python examples/random_init.py "$OUT/model" "$OUT/random"
 for init in model random; do
     for seed in $SEEDS; do
         bertkit -q finetune ner --model "$OUT/$init" --dataset weibo_ner --out "$OUT/weibo-$init-$seed" \
-            --overwrite --epochs 5 --lr 5e-4 --batch-size 32 --seed "$seed" --output.checkpoint false
+            --overwrite --epochs 20 --train.patience 3 --lr 5e-4 --batch-size 32 --seed "$seed" \
+            --output.checkpoint false
         bertkit -q finetune classify --model "$OUT/$init" --train "$DATA/thucnews_titles/dev.txt" \
             --test "$DATA/thucnews_titles/test.txt" --header no --text-column 0 --label-column 1 \
             --out "$OUT/thucnews-$init-$seed" --overwrite --epochs 3 --lr 1e-4 --batch-size 32 \

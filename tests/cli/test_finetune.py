@@ -66,3 +66,15 @@ def test_hub_id_that_cannot_be_loaded_offline(synthetic_ner, tmp_path, capsys, m
     err = run_finetune("bertkit-test/no-such-model", synthetic_ner, tmp_path / "out", capsys)
     assert err.startswith("bertkit: error: cannot load model bertkit-test/no-such-model (")
     assert "couldn't connect" in err and err.count("\n") == 1
+
+
+def test_a_task_option_that_does_not_fit_is_refused_before_the_output_directory(tiny_bert, tmp_path, capsys):
+    squad = tmp_path / "train.json"  # never read: the options are refused first
+    squad.write_text('{"version": "1.1", "data": []}', encoding="utf-8")
+    out = tmp_path / "out"
+    command = ["finetune", "qa", "--model", str(tiny_bert), "--train", str(squad), "--out", str(out)]
+    assert main([*command, "--max-length", "32", "--max-question-length", "8", "--doc-stride", "21"]) == 2
+    assert not out.exists(), "a refused run must not leave an output directory behind"
+    assert "--doc-stride 21 (the overlap of consecutive windows) must be below the 21 context tokens" in (
+        capsys.readouterr().err
+    )

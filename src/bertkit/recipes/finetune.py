@@ -46,12 +46,12 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     check_model(cfg.model)  # a bad --model or --max-length stops the run before the output directory exists
     paths = data_paths(cfg)
     fingerprint = run_fingerprint(cfg, {k: v for k, v in paths.items() if k in ("train", "dev")})
+    tokenizer = load_tokenizer(cfg.model)
+    task = make_task(cfg, tokenizer)  # a task refuses options that do not fit together (qa's --doc-stride)
     out = prepare_out_dir(cfg)
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
     resume_from = checkpoint_to_resume(cfg, out, fingerprint)
     runtime = make_runtime(cfg.train.precision, cfg.train.threads)
-    tokenizer = load_tokenizer(cfg.model)
-    task = make_task(cfg, tokenizer)
     task.prepare_tokenizer(tokenizer)  # before the model is built: it sizes the embeddings
     train = task.read(paths["train"])
     dev = None
