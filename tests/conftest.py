@@ -101,29 +101,39 @@ def make_splits(
     }
 
 
-def make_tiny_bert(out: Path, layers: int = 2, hidden: int = 32, max_positions: int = 128) -> Path:
+def make_tiny_bert(
+    out: Path,
+    layers: int = 2,
+    hidden: int = 32,
+    max_positions: int = 128,
+    vocab: list[str] = VOCAB,
+    heads: int = 2,
+    drawn_positions: int = 64,
+) -> Path:
+    """A random BERT and its WordPiece tokenizer of ``vocab``, saved in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     # transformers 5 takes the vocabulary itself; `vocab_file=` alone silently gives an all-[UNK] tokenizer
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(out)
     config = BertConfig(
-        vocab_size=len(VOCAB),
+        vocab_size=len(vocab),
         hidden_size=hidden,
         num_hidden_layers=layers,
-        num_attention_heads=2,
+        num_attention_heads=heads,
         intermediate_size=2 * hidden,
-        max_position_embeddings=min(max_positions, 64),
+        max_position_embeddings=min(max_positions, drawn_positions),
     )
     torch.manual_seed(0)
     model = BertModel(config)
-    # 128 positions fit bertkit's default --max-length (checked against the model); the rows past 64 are
-    # drawn last, so every weight that seed-tuned tests were tuned on stays as it was with 64
-    old = model.embeddings.position_embeddings.weight.detach()
-    extra = torch.randn(max_positions - len(old), hidden) * config.initializer_range
-    model.embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(
-        torch.cat([old, extra]), freeze=False
-    )
-    model.config.max_position_embeddings = max_positions
+    if max_positions > drawn_positions:
+        # 128 positions fit bertkit's default --max-length (checked against the model); the rows past 64
+        # are drawn last, so every weight that seed-tuned tests were tuned on stays as it was with 64
+        old = model.embeddings.position_embeddings.weight.detach()
+        extra = torch.randn(max_positions - len(old), hidden) * config.initializer_range
+        model.embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(
+            torch.cat([old, extra]), freeze=False
+        )
+        model.config.max_position_embeddings = max_positions
     model.save_pretrained(out)
     return out
 

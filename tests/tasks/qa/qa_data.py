@@ -8,8 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from conftest import make_tiny_bert
 
 FILLER = ["the", "a", "went", "to", "saw", "met", "in", "and", "with", "today", "then", "home", "big", "old"]
 ANSWERS = ["alice", "bob", "carol", "dave", "erin", "frank", "paris", "berlin", "tokyo", "lima"]
@@ -41,20 +40,8 @@ VOCAB = [
 
 
 def make_qa_bert(out: Path, hidden: int = 64, layers: int = 2, positions: int = 128) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
-    tokenizer.save_pretrained(out)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=positions,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    return out
+    # all positions drawn at once: the same weights as before this used conftest's builder
+    return make_tiny_bert(out, layers, hidden, positions, vocab=VOCAB, heads=4, drawn_positions=positions)
 
 
 def marker_question(rng: random.Random, qid: str, length: int | None = None) -> dict[str, Any]:
