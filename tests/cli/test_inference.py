@@ -93,3 +93,13 @@ def test_threads_reach_the_predictor(tiny_bert, files, fake_predictor, flags, th
     assert main(evaluate(tiny_bert, files.data, *flags)) == 0
     assert main(predict(tiny_bert, files.data, files.tmp / "out.conll", *flags)) == 0
     assert [load["threads"] for load in fake_predictor] == [threads, threads]
+
+
+def test_predict_help_names_the_input_of_every_task(capsys):
+    from bertkit.tasks import TASKS
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name, task in TASKS.items():
+        assert f"{name}: {' '.join(task.predict_io.split())}" in help_text

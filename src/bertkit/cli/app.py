@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from bertkit.cli import datasets, finetune, inference, pretrain, report
+from bertkit.cli import datasets, export, finetune, inference, pretrain, report, serve
 from bertkit.errors import BertkitError
 
-VERBS = (finetune, pretrain, inference, report, datasets)
+VERBS = (finetune, pretrain, inference, serve, export, report, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

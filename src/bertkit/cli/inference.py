@@ -12,6 +12,7 @@ from typing import Any
 
 from bertkit.atomic import write_json
 from bertkit.errors import BertkitError
+from bertkit.tasks import TASKS
 
 log = logging.getLogger("bertkit")
 
@@ -32,8 +33,8 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         "--input",
         required=True,
         metavar="FILE",
-        help="CoNLL (a tag column is appended) or plain text, one text per line (JSON lines of "
-        "entities are written)",
+        help="the records to predict, in the format of the model's task; "
+        + "; ".join(f"{name}: {task.predict_io}" for name, task in TASKS.items()),
     )
     predict.add_argument("--out", required=True, metavar="FILE", help="where to write the predictions")
     add_inference_flags(predict)

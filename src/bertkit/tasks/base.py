@@ -104,6 +104,7 @@ class TaskBase:
     config_class: ClassVar[type]
     model_class: ClassVar[Any]  # the transformers Auto class that loads a saved model of this task
     record_class: ClassVar[type]  # what ``read`` returns and ``to_record`` accepts as it is
+    predict_io: ClassVar[str]  # what ``predict --input`` reads and what it writes, for --help
     main_metric: str = "loss"
     greater_is_better: bool = True
     needs_calibration: bool = False  # whether ``calibrate`` must see dev predictions after training

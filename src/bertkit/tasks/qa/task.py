@@ -128,6 +128,7 @@ class QaTask(TaskBase):
     config_class = QaConfig
     model_class = AutoModelForQuestionAnswering
     record_class = QaExample
+    predict_io = "SQuAD JSON or JSON lines of id, question, context (the official {id: answer} JSON)"
     input_names = ("input_ids", "attention_mask", "token_type_ids")
 
     def __init__(
