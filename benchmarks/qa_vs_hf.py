@@ -9,8 +9,9 @@ Same MiniLM encoder, same data, same hyper-parameters, each variant in its own p
 - B1: `run_qa.py --pad_to_max_length false` (dynamic padding) with length-grouped batches, fp32.
 - B1-bf16: B1 with `bf16=True`.
 Throughput counts training questions (x epochs) per second of the training loop, for every variant:
-the windows differ in number between the two ways of windowing. Every variant is scored by the same official SQuAD v1.1 EM/F1 (bertkit's copy of the script's logic,
-tested against it), on every dev question.
+the windows differ in number between the two ways of windowing. Every variant is scored by the same
+official SQuAD v1.1 EM/F1 (bertkit's copy of the script's logic, tested against it), on every dev
+question.
 
 The shared folder holds only SQuAD's dev file; it is split by article (examples/squad_split.py, 10
 articles held out as dev, seed 0) and, with --train-size, a seeded sample of the train questions is kept.

@@ -130,7 +130,10 @@ class ClassifyTask(TaskBase):
     config_class = ClassifyConfig
     model_class = AutoModelForSequenceClassification
     record_class = TextExample
-    predict_io = "TSV/CSV with the training columns, JSON lines, or .txt with one text per line (JSON lines of labels and probabilities)"
+    predict_io = (
+        "TSV/CSV with the training columns, JSON lines, or .txt with one text per line "
+        "(JSON lines of labels and probabilities)"
+    )
     input_names = ("input_ids", "attention_mask", "token_type_ids")
 
     def __init__(

@@ -83,7 +83,10 @@ class NerTask(TaskBase):
     config_class = NerConfig
     model_class = AutoModelForTokenClassification
     record_class = TokenExample
-    predict_io = "CoNLL (written back with a tag column appended) or plain text, one text per line (JSON lines of entities)"
+    predict_io = (
+        "CoNLL (written back with a tag column appended) or plain text, one text per line "
+        "(JSON lines of entities)"
+    )
 
     def __init__(
         self,

@@ -104,7 +104,10 @@ class RelationTask(TaskBase):
     config_class = RelationConfig
     model_class = EncoderForRelationClassification
     record_class = RelationExample
-    predict_io = "SemEval-2010 Task 8 or JSON lines of a text with two entity spans (JSON lines of relations and probabilities)"
+    predict_io = (
+        "SemEval-2010 Task 8 or JSON lines of a text with two entity spans "
+        "(JSON lines of relations and probabilities)"
+    )
     input_names = ("input_ids", "attention_mask", "token_type_ids", "head_start", "tail_start")
 
     def __init__(
