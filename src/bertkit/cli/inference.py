@@ -50,7 +50,19 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="CPU threads (default 0: $OMP_NUM_THREADS when set, else the cores this process may use)",
     )
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument(
+        "--engine",
+        default="torch",
+        choices=("torch", "onnx"),
+        help="torch runs the saved weights (default); onnx runs the model.onnx of a `bertkit export` folder",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "int8"),
+        help="auto: bf16 where the CPU multiplies in bf16, else fp32 (torch), fp32 (onnx); int8: dynamic "
+        "quantisation (torch) or model.int8.onnx (onnx); bf16 is torch only",
+    )
     parser.add_argument(
         "--format",
         default=None,
@@ -75,6 +87,10 @@ def check_args(args: argparse.Namespace, input_flag: str, source: str) -> None:
         raise BertkitError(f"--model {args.model} is a file; it takes a fine-tuned model directory")
     if not Path(args.model).is_dir():
         raise BertkitError(f"--model {args.model}: no such directory")
+    if getattr(args, "engine", "torch") == "onnx":
+        from bertkit.inference.onnx_engine import onnx_file
+
+        onnx_file(args.model, args.precision)  # no export there, or bf16: one line before loading
     if Path(source).is_dir():
         raise BertkitError(f"{input_flag} {source} is a directory; it takes a file")
     if not Path(source).is_file():
@@ -91,6 +107,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
         precision=args.precision,
         batch_size=args.batch_size,
         threads=args.threads,
+        engine=args.engine,
     )
     if args.format:
         predictor.task.data_cfg.format = args.format

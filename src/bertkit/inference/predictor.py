@@ -15,20 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from bertkit.config import RunConfig, build_config, load_yaml
 from bertkit.errors import BertkitError, InputLimitError
 from bertkit.inference.evaluation import predict_features
+from bertkit.inference.onnx_engine import ENGINES, OnnxModel
+from bertkit.modeling.export import ONNX_FILE, quantize_torch_int8
 from bertkit.modeling.load import load_tokenizer
 from bertkit.tasks import TASKS, make_task
 from bertkit.tasks.base import PredictionTask, Result
-from bertkit.training.runtime import Runtime, make_runtime
+from bertkit.training.runtime import Runtime, make_runtime, thread_count
 
 log = logging.getLogger(__name__)
 
 FILE_CHUNK = 2048  # records predicted and written at a time: bounds memory on large files
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,32 @@ class Predictor:
         batch_size: int = 64,
         threads: int = 0,
         limits: Limits = Limits(),
+        engine: str = "torch",
     ) -> Predictor:
+        """``engine`` "torch" runs the saved weights (``precision`` auto, fp32, bf16 or int8); "onnx"
+        runs what ``bertkit export`` wrote (``precision`` auto or fp32: model.onnx; int8: model.int8.onnx)."""
         if batch_size < 1:
             raise BertkitError(f"batch size must be at least 1, got {batch_size}")
+        if engine not in ENGINES:
+            raise BertkitError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if precision not in PRECISIONS:
+            raise BertkitError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         cfg = saved_run_config(model_dir)
         tokenizer = load_tokenizer(cfg.model)
         id2label = hf_labels(model_dir)
         task = make_task(cfg, tokenizer, [id2label[i] for i in sorted(id2label)])
-        model = task.model_class.from_pretrained(str(model_dir))
-        return cls(task, model, make_runtime(precision, threads), batch_size, limits)
+        if engine == "onnx" or precision == "int8":
+            # onnxruntime and torch's int8 kernels run on the CPU, in fp32 around the int8 matmuls
+            runtime = dataclasses.replace(make_runtime("fp32", threads), device=torch.device("cpu"))
+        else:
+            runtime = make_runtime(precision, threads)
+        if engine == "onnx":
+            model = OnnxModel.load(model_dir, precision, thread_count(threads))
+        else:
+            model = task.model_class.from_pretrained(str(require_weights(Path(model_dir))))
+            if precision == "int8":
+                model = quantize_torch_int8(model)
+        return cls(task, model, runtime, batch_size, limits)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -172,6 +193,14 @@ def record_chars(record: Any) -> int:
         elif isinstance(value, list) and value and isinstance(value[0], str) and field.name != "tags":
             total += sum(len(v) for v in value)
     return total
+
+
+def require_weights(model_dir: Path) -> Path:
+    """``model_dir``, refused with advice when it holds an ONNX export but no PyTorch weights."""
+    weights = [*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")]
+    if not weights and (model_dir / ONNX_FILE).is_file():
+        raise BertkitError(f"{model_dir} holds an ONNX export and no PyTorch weights; pass --engine onnx")
+    return model_dir
 
 
 def saved_run_config(model_dir: str | Path) -> RunConfig:

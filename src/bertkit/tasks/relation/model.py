@@ -68,7 +68,8 @@ class EncoderForRelationClassification(nn.Module):
         else:
             if head_start is None or tail_start is None:
                 raise ValueError("the entity-start representation needs head_start and tail_start")
-            rows = torch.arange(len(input_ids), device=input_ids.device)
+            # shape[0], not len(): len() makes the batch size a constant in a traced (ONNX) graph
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
             hidden = out.last_hidden_state
             pair = torch.cat([hidden[rows, head_start], hidden[rows, tail_start]], dim=-1)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pair)))
