@@ -183,14 +183,22 @@ def chunks(records: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         begin = end
 
 
+# string fields that say where a record comes from or what it is labelled, not text the model reads
+NOT_TEXT = frozenset({"path", "id", "label", "tags"})
+
+
 def record_chars(record: Any) -> int:
-    """Characters of all the texts of a record (its string fields and lists of strings)."""
+    """Characters of all the texts of a record (its string fields and lists of strings); tokens cut out
+    of a raw ``text`` are that text, counted once."""
     total = 0
+    has_text = isinstance(getattr(record, "text", None), str)
     for field in dataclasses.fields(record):
         value = getattr(record, field.name)
+        if field.name in NOT_TEXT or (field.name == "tokens" and has_text):
+            continue
         if isinstance(value, str):
             total += len(value)
-        elif isinstance(value, list) and value and isinstance(value[0], str) and field.name != "tags":
+        elif isinstance(value, list) and value and isinstance(value[0], str):
             total += sum(len(v) for v in value)
     return total
 
