@@ -22,7 +22,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
-    QUIET_TRAINER,
     TORCH_THREADS,
     add_hyper_arguments,
     bertkit_executable,
@@ -34,6 +33,7 @@ from harness import (  # noqa: E402
     print_machine,
     print_table,
     run_variant_process,
+    trainer_arguments,
 )
 
 VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
@@ -117,22 +117,9 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     dev_features, cut_dev = encode(tokenizer, dev, args.task, labels, args.max_length, padding)
     collator = hf.default_data_collator if variant == "B0" else hf.DataCollatorWithPadding(tokenizer)
     with tempfile.TemporaryDirectory(prefix="classify_vs_hf_") as output_dir:
-        training_args = hf.TrainingArguments(
-            output_dir=output_dir,
-            seed=args.seed,
-            num_train_epochs=args.epochs,
-            learning_rate=args.lr,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup_ratio,  # transformers 5: a float < 1 is the warm-up ratio
-            **QUIET_TRAINER,
-            bf16=variant == "B1-bf16",
-            train_sampling_strategy="random" if variant == "B0" else "group_by_length",
-        )
         trainer = hf.Trainer(
             model=model,
-            args=training_args,
+            args=trainer_arguments(variant, args, output_dir),
             data_collator=collator,
             train_dataset=train_features,
             processing_class=tokenizer,

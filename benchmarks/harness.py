@@ -42,6 +42,27 @@ QUIET_TRAINER = {
 }
 
 
+def trainer_arguments(variant: str, args: argparse.Namespace, output_dir: str) -> Any:
+    """The reference's TrainingArguments: the shared hyper-parameters, quiet, B0 random batches, B1
+    length-grouped, B1-bf16 with Trainer's bf16."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=output_dir,
+        seed=args.seed,
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,  # transformers 5 dropped warmup_ratio: a float < 1 is the ratio
+        **QUIET_TRAINER,
+        # transformers 5 replaced group_by_length=True with this strategy.
+        train_sampling_strategy="random" if variant == "B0" else "group_by_length",
+        bf16=variant == "B1-bf16",  # Trainer's own CPU autocast, as a user who asks for bf16 would run it
+    )
+
+
 def add_hyper_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """``--epochs``, ``--lr``, ... with a script's defaults; every variant gets the same values."""
     for name in BERTKIT_FLAGS:

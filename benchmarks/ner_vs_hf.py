@@ -20,7 +20,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
-    QUIET_TRAINER,
     TORCH_THREADS,
     add_hyper_arguments,
     bertkit_executable,
@@ -32,6 +31,7 @@ from harness import (  # noqa: E402
     print_machine,
     print_table,
     run_variant_process,
+    trainer_arguments,
 )
 
 # bertkit-fp32 and B1-bf16 separate what bf16 buys from what the rest of bertkit buys.
@@ -167,25 +167,6 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str
     }
 
 
-def training_arguments(variant: str, args: argparse.Namespace, output_dir: str) -> Any:
-    from transformers import TrainingArguments
-
-    return TrainingArguments(
-        output_dir=output_dir,
-        seed=args.seed,
-        num_train_epochs=args.epochs,
-        learning_rate=args.lr,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_ratio,  # transformers 5 dropped warmup_ratio: a float < 1 is the ratio
-        **QUIET_TRAINER,
-        # transformers 5 replaced group_by_length=True with this strategy.
-        train_sampling_strategy="random" if variant == "B0" else "group_by_length",
-        bf16=variant == "B1-bf16",  # Trainer's own CPU autocast, as a user who asks for bf16 would run it
-    )
-
-
 def predict_words(
     trainer: Any,
     features: list[dict],
@@ -228,7 +209,7 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ner_vs_hf_") as output_dir:
         trainer = hf.Trainer(
             model=model,
-            args=training_arguments(variant, args, output_dir),
+            args=trainer_arguments(variant, args, output_dir),
             data_collator=collator,
             train_dataset=encoded["train"][0],
             processing_class=tokenizer,

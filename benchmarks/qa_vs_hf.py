@@ -34,7 +34,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 from harness import (  # noqa: E402
-    QUIET_TRAINER,
     TORCH_THREADS,
     add_hyper_arguments,
     bertkit_executable,
@@ -46,6 +45,7 @@ from harness import (  # noqa: E402
     print_machine,
     print_table,
     run_variant_process,
+    trainer_arguments,
 )
 from squad_split import split_articles  # noqa: E402
 
@@ -203,22 +203,9 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         train_features = prepare_train_features(tokenizer, train_rows, max_length, padding)
         dev_features, dev_meta = prepare_validation_features(tokenizer, dev_rows, max_length, padding)
         collator = hf.default_data_collator if variant == "B0" else hf.DataCollatorWithPadding(tokenizer)
-        training_args = hf.TrainingArguments(
-            output_dir=output_dir,
-            seed=args.seed,
-            num_train_epochs=args.epochs,
-            learning_rate=args.lr,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup_ratio,  # transformers 5: a float < 1 is the warm-up ratio
-            **QUIET_TRAINER,
-            bf16=variant == "B1-bf16",
-            train_sampling_strategy="random" if variant == "B0" else "group_by_length",
-        )
         trainer = hf.Trainer(
             model=model,
-            args=training_args,
+            args=trainer_arguments(variant, args, output_dir),
             data_collator=collator,
             train_dataset=train_features,
             processing_class=tokenizer,
