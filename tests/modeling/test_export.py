@@ -122,3 +122,22 @@ def test_int8_torch_replaces_every_linear_and_stays_close(tagger):
 )
 def test_vnni_is_read_off_the_cpu_flags(flags, vnni):
     assert cpu_has_vnni(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n") is vnni
+
+
+def test_a_missing_onnx_package_says_what_to_install(monkeypatch):
+    import builtins
+
+    from bertkit.errors import BertkitError
+    from bertkit.modeling.export import onnx_session
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name.split(".")[0] == "onnxruntime":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    monkeypatch.setattr("importlib.import_module", lambda name: no_onnxruntime(name))
+    with pytest.raises(BertkitError, match=r"pip install 'bertkit\[onnx\]'"):
+        onnx_session("model.onnx")

@@ -82,6 +82,7 @@ def export_onnx(
     ``batch`` is traced: it must have at least 2 rows and 2 positions, or the exporter may bake a size of
     1 into the graph as a constant.
     """
+    require_onnx_packages("onnx", "onnxscript")  # what torch.onnx.export(dynamo=True) imports
     first = batch[input_names[0]]
     if first.dim() < 2 or first.shape[0] < 2 or first.shape[1] < 2:
         raise BertkitError(f"an export traces a batch of >= 2 rows of >= 2 tokens, got {tuple(first.shape)}")
@@ -112,8 +113,22 @@ def export_onnx(
     return names
 
 
+def require_onnx_packages(*modules: str) -> None:
+    """Import ``modules`` (onnx, onnxruntime, onnxscript): a missing one says what to install."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise BertkitError(
+                f"ONNX export and --engine onnx need {module}: pip install 'bertkit[onnx]'"
+            ) from err
+
+
 def onnx_session(path: str | Path, threads: int = 1) -> Any:
     """An onnxruntime CPU session of ``path`` with ``threads`` intra-op threads."""
+    require_onnx_packages("onnxruntime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -226,6 +241,7 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, vnni: bool | None = Non
     weights to 7 bits there, so the sums fit (onnxruntime's own advice; QUInt8 weights avoid it too but
     run slower on x86).
     """
+    require_onnx_packages("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     vnni = cpu_has_vnni() if vnni is None else vnni
