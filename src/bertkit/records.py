@@ -137,3 +137,27 @@ class RelationExample:
     id: str | None = None
     path: str = ""
     line: int = 0
+
+
+@dataclass
+class Seq2SeqExample:
+    """A source text and the texts it should become (summary, translation, next dialogue turn).
+
+    ``targets`` is None for unlabelled input, else one or more references (SciTLDR's dev and test have
+    several; training uses the first). ``control`` is an optional code that steers the output (a style,
+    a length bucket, an intent): it becomes a token prepended to the source. ``id`` is the data set's
+    own id when it has one (a paper id, ``conversation/turn``); ``line`` is the 1-based line of the
+    record in ``path``.
+    """
+
+    source: str
+    targets: list[str] | None = None
+    control: str | None = None
+    id: str | None = None
+    path: str = ""
+    line: int = 0
+
+    @property
+    def target(self) -> str | None:
+        """The reference trained on: the first one."""
+        return self.targets[0] if self.targets else None
