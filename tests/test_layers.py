@@ -33,7 +33,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     9: ("cli.*", "", "__main__"),
 }
 # Task families are plug-ins: only the registry (``tasks/__init__.py``) names them.
-FAMILIES = ("tasks.ner", "tasks.classify", "tasks.qa", "tasks.relation")
+FAMILIES = ("tasks.ner", "tasks.classify", "tasks.qa", "tasks.relation", "tasks.seq2seq")
 
 
 def module_names() -> dict[str, Path]:

@@ -75,6 +75,38 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         choices=("error", "warn"),
         help="stop at a malformed line (default) or count it and go on",
     )
+    add_generation_flags(parser)
+
+
+# seq2seq generation settings a saved model's run.yaml holds, overridable at evaluate/predict time
+GENERATION_FLAGS = {
+    "--num-beams": ("num_beams", int, "beam size (1: greedy)"),
+    "--max-new-tokens": ("max_new_tokens", int, "most sub-words generated"),
+    "--min-new-tokens": ("min_new_tokens", int, "fewest sub-words generated"),
+    "--length-penalty": ("length_penalty", float, "beam search: > 1 favours longer outputs"),
+    "--no-repeat-ngram-size": ("no_repeat_ngram_size", int, "never repeat an n-gram of this size"),
+    "--temperature": ("temperature", float, "sampling temperature"),
+    "--top-k": ("top_k", int, "sampling: keep the k likeliest sub-words"),
+    "--top-p": ("top_p", float, "sampling: keep the smallest set with this probability"),
+    "--generation-seed": ("generation_seed", int, "seed of sampling"),
+}
+
+
+def add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("generation (seq2seq models; default: the model's run.yaml)")
+    for flag, (dest, kind, help_text) in GENERATION_FLAGS.items():
+        group.add_argument(flag, dest=f"gen_{dest}", type=kind, default=None, metavar="N", help=help_text)
+    group.add_argument(
+        "--sample", dest="gen_do_sample", action="store_const", const=True, default=None, help="sample"
+    )
+
+
+def generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        name.removeprefix("gen_"): value
+        for name, value in vars(args).items()
+        if name.startswith("gen_") and value is not None
+    }
 
 
 def check_args(args: argparse.Namespace, input_flag: str, source: str) -> None:
@@ -108,6 +140,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         threads=args.threads,
         engine=args.engine,
+        task_options=generation_options(args),
     )
     if args.format:
         predictor.task.data_cfg.format = args.format

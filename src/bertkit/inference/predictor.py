@@ -31,7 +31,6 @@ from bertkit.training.runtime import Runtime, make_runtime, thread_count
 
 log = logging.getLogger(__name__)
 
-FILE_CHUNK = 2048  # records predicted and written at a time: bounds memory on large files
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
@@ -67,16 +66,18 @@ class Predictor:
         threads: int = 0,
         limits: Limits = Limits(),
         engine: str = "torch",
+        task_options: dict[str, Any] | None = None,
     ) -> Predictor:
         """``engine`` "torch" runs the saved weights (``precision`` auto, fp32, bf16 or int8); "onnx"
-        runs what ``bertkit export`` wrote (``precision`` auto or fp32: model.onnx; int8: model.int8.onnx)."""
+        runs what ``bertkit export`` wrote (``precision`` auto or fp32: model.onnx; int8: model.int8.onnx).
+        ``task_options`` override fields of the task's config section (``{"num_beams": 1}`` for seq2seq)."""
         if batch_size < 1:
             raise BertkitError(f"batch size must be at least 1, got {batch_size}")
         if engine not in ENGINES:
             raise BertkitError(f"engine must be one of {ENGINES}, got {engine!r}")
         if precision not in PRECISIONS:
             raise BertkitError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        cfg = saved_run_config(model_dir)
+        cfg = saved_run_config(model_dir, task_options)
         tokenizer = load_tokenizer(cfg.model)
         id2label = hf_labels(model_dir)
         task = make_task(cfg, tokenizer, [id2label[i] for i in sorted(id2label)])
@@ -151,7 +152,7 @@ class Predictor:
             self.task.prediction_writer(path, out) as writer,
             tqdm(total=len(records), desc="predict", unit="record", leave=False) as bar,
         ):
-            for part in chunks(records, FILE_CHUNK):
+            for part in chunks(records, self.task.predict_chunk):
                 for record, prediction in zip(part, self.predict_records(part)):
                     writer.write(record, prediction)
                 bar.update(len(part))
@@ -211,8 +212,9 @@ def require_weights(model_dir: Path) -> Path:
     return model_dir
 
 
-def saved_run_config(model_dir: str | Path) -> RunConfig:
-    """The config the model was trained with, pointed at ``model_dir``; inferred for plain HF models."""
+def saved_run_config(model_dir: str | Path, task_options: dict[str, Any] | None = None) -> RunConfig:
+    """The config the model was trained with, pointed at ``model_dir``; inferred for plain HF models.
+    ``task_options`` override fields of the task's section."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise BertkitError(f"{model_dir}: not a model directory (no config.json)")
@@ -227,6 +229,8 @@ def saved_run_config(model_dir: str | Path) -> RunConfig:
     keep = {"max_length", "stride"}
     overrides["model"] = {k: v for k, v in model.items() if k in keep}
     overrides["model"]["name_or_path"] = str(model_dir)
+    if task_options:
+        overrides[task_name] = {**(overrides.get(task_name) or {}), **task_options}
     return build_config(task_name, TASKS[task_name].config_class, overrides)
 
 

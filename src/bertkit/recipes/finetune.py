@@ -83,6 +83,8 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         }
         write_json(out / "metrics.json", metrics)
 
+    saved_tokenizer = task.saved_tokenizer(tokenizer)
+    dev_task, dev_records, dev_selected = task.selection(dev, dev_features)
     train_log = TrainLog(out / "train_log.jsonl")
     try:
         state = fit(
@@ -91,8 +93,10 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
             InMemoryFeatures(train_features),
             dataclasses.replace(cfg.train, resume=resume_from),
             runtime,
-            evaluate=lambda m: evaluate_records(m, task, dev, runtime, eval_batch, "dev", dev_features),
-            on_best=lambda m: save_model(m, tokenizer, out),
+            evaluate=lambda m: evaluate_records(
+                m, dev_task, dev_records, runtime, eval_batch, "dev", dev_selected
+            ),
+            on_best=lambda m: save_model(m, saved_tokenizer, out),
             checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
             on_eval=on_eval,
@@ -102,7 +106,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         train_log.close()  # an interrupted or pruned run still leaves a complete log
         raise
     if state.best_metric is None:  # no evaluation ran, so nothing saved the model: keep the final one
-        save_model(model, tokenizer, out)
+        save_model(model, saved_tokenizer, out)
     load_weights(model, out / "model.safetensors")
     if task.needs_calibration:
         task.calibrate(predict_features(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)

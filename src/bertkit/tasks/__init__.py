@@ -9,8 +9,15 @@ from bertkit.tasks.classify.task import ClassifyTask
 from bertkit.tasks.ner.task import NerTask
 from bertkit.tasks.qa.task import QaTask
 from bertkit.tasks.relation.task import RelationTask
+from bertkit.tasks.seq2seq.task import Seq2SeqTask
 
-TASKS: dict[str, type] = {"ner": NerTask, "classify": ClassifyTask, "qa": QaTask, "re": RelationTask}
+TASKS: dict[str, type] = {
+    "ner": NerTask,
+    "classify": ClassifyTask,
+    "qa": QaTask,
+    "re": RelationTask,
+    "seq2seq": Seq2SeqTask,
+}
 
 
 def make_task(cfg: Any, tokenizer: Any, labels: list[str] | None = None) -> Task:

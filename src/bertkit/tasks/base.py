@@ -59,6 +59,8 @@ class TrainingTask(Protocol):
 
     def setup(self, train: Sequence[Any]) -> None: ...
 
+    def saved_tokenizer(self, tokenizer: Any) -> Any: ...
+
     def prepare_train(self, train: list[Any], seed: int) -> list[Any]: ...
 
     def encode(self, records: Sequence[Any]) -> list[Any]: ...
@@ -109,6 +111,7 @@ class TaskBase:
     greater_is_better: bool = True
     needs_calibration: bool = False  # whether ``calibrate`` must see dev predictions after training
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    predict_chunk: int = 2048  # records predicted and written at a time: bounds memory on large files
 
     def __init__(
         self,
@@ -129,6 +132,10 @@ class TaskBase:
     def setup(self, train: Sequence[Any]) -> None:
         """Learn what the training data fixes: label set, class weights, scales."""
 
+    def saved_tokenizer(self, tokenizer: Any) -> Any:
+        """What is saved with the model as its tokenizer (a family with a second vocabulary adds it)."""
+        return tokenizer
+
     def prepare_train(self, train: list[Any], seed: int) -> list[Any]:
         """The training records as trained on (augmented copies, for instance); by default unchanged."""
         return train
@@ -144,6 +151,13 @@ class TaskBase:
     def predict_step(self, model: torch.nn.Module, batch: Batch) -> Any:
         """The outputs the decoder reads; a generating family runs its search here."""
         return self.forward(model, batch)
+
+    def selection(
+        self, records: Sequence[Any], features: Sequence[Any]
+    ) -> tuple[Any, Sequence[Any], Sequence[Any]]:
+        """The task, records and features that dev evaluation during training scores (a generating
+        family scores its loss, or a subset); by default this task on all of dev."""
+        return self, records, features
 
     def baseline(self, train: Sequence[Any], records: Sequence[Any]) -> dict | None:
         """Scores of a model that learned only the priors of train, when that means something."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import reprlib
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,24 @@ def read_lines(path: str | Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start another
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def json_limit(err: RecursionError | ValueError) -> str:
+    """What stopped ``json.loads`` besides bad syntax (a JSONDecodeError): nesting deeper than Python's
+    stack allows (RecursionError), or an integer longer than ``int()`` reads (ValueError)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply to read"
+    return f"a number of more than {sys.get_int_max_str_digits()} digits"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A value from a file as messages quote it: at most 3 levels deep and a few dozen characters, so a
+    deeply nested or huge value neither overflows the stack nor floods the message."""
+    return _SHORT.repr(value)
 
 
 def _check_tag_set(examples: list[TokenExample], labels: Collection[str] | None, bad: BadLines) -> None:
@@ -134,6 +154,8 @@ def _sniff_json(lines: list[str], path: str) -> str:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise BadInputError(path, number, f"not valid JSON ({err.msg})") from None
+        except (RecursionError, ValueError) as err:
+            raise BadInputError(path, number, f"not valid JSON ({json_limit(err)})") from None
         if isinstance(record, dict) and "tokens" in record:
             return "jsonl"
         if isinstance(record, dict) and "text" in record:

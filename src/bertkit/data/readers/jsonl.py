@@ -10,7 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import TokenCorpus, finish_token_corpus, read_lines
+from bertkit.data.readers import TokenCorpus, finish_token_corpus, json_limit, read_lines
 from bertkit.errors import BadInputError, BadLines
 from bertkit.records import TokenExample
 
@@ -21,6 +21,9 @@ def parse_json_record(line: str, number: int, bad: BadLines) -> dict[str, Any] |
         record = json.loads(line)
     except json.JSONDecodeError as err:
         bad.report(number, "bad JSON", f"not valid JSON ({err.msg} at column {err.colno})")
+        return None
+    except (RecursionError, ValueError) as err:
+        bad.report(number, "bad JSON", f"not valid JSON ({json_limit(err)})")
         return None
     if not isinstance(record, dict):
         bad.report(number, "bad JSON", f"expected a JSON object, found {type(record).__name__}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import read_lines
+from bertkit.data.readers import read_lines, shown
 from bertkit.data.readers.jsonl import parse_json_record
 from bertkit.errors import BadInputError, BadLines
 from bertkit.records import Argument, RelationExample
@@ -190,7 +190,7 @@ def read_relation_jsonl(
         if labelled:
             label = record.get("label")
             if not isinstance(label, str) or not label:
-                bad.report(number, "missing labels", f'expected a string "label", found {label!r}')
+                bad.report(number, "missing labels", f'expected a string "label", found {shown(label)}')
                 continue
             example.label = _checked_label(label, labels, number, bad)
             if example.label is None:
@@ -222,6 +222,8 @@ def parse_relation(record: dict[str, Any]) -> RelationExample:
     if problem:
         raise ValueError(problem)
     given_id = record.get("id")
+    if given_id is not None and (not isinstance(given_id, (str, int)) or isinstance(given_id, bool)):
+        raise ValueError(f'"id" must be a string or an integer, found {shown(given_id)}')
     return RelationExample(text, head, tail, id=None if given_id is None else str(given_id))
 
 
@@ -234,13 +236,15 @@ def _argument(record: dict[str, Any], key: str, text: str) -> Argument:
         and not isinstance(value.get("start"), bool)
         and not isinstance(value.get("end"), bool)
     ):
-        raise ValueError(f'"{key}" must be {{"start": int, "end": int, ...}}, found {value!r}')
+        raise ValueError(f'"{key}" must be {{"start": int, "end": int, ...}}, found {shown(value)}')
     kind = value.get("type")
     if kind is not None and not isinstance(kind, str):
-        raise ValueError(f'"{key}" type must be a string, found {kind!r}')
+        raise ValueError(f'"{key}" type must be a string, found {shown(kind)}')
     arg = Argument(value["start"], value["end"], kind or None)
     given = value.get("text")
     if given is not None and 0 <= arg.start < arg.end <= len(text) and text[arg.start : arg.end] != given:
         covered = text[arg.start : arg.end]
-        raise ValueError(f"{key} [{arg.start}, {arg.end}) covers {covered!r} but the file says {given!r}")
+        raise ValueError(
+            f"{key} [{arg.start}, {arg.end}) covers {covered!r} but the file says {shown(given)}"
+        )
     return arg

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bertkit.data import tagschemes
-from bertkit.data.readers import TokenCorpus, finish_token_corpus, read_lines
+from bertkit.data.readers import TokenCorpus, finish_token_corpus, read_lines, shown
 from bertkit.data.readers.jsonl import parse_json_record
 from bertkit.data.readers.text import text_example
 from bertkit.errors import BadInputError, BadLines
@@ -41,9 +41,13 @@ def _cluener_entities(label: Any) -> list[_CharEntity]:
     found = []
     for kind, mentions in label.items():
         for mention, positions in mentions.items():
+            if not isinstance(positions, list):
+                raise ValueError(f"positions of {shown(mention)} must be a list of [start, end] pairs")
             for pair in positions:
                 if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, int) for p in pair)):
-                    raise ValueError(f"positions of {mention!r} must be [start, end] pairs, found {pair!r}")
+                    raise ValueError(
+                        f"positions of {shown(mention)} must be [start, end] pairs, found {shown(pair)}"
+                    )
                 found.append(_CharEntity(pair[0], pair[1] + 1, kind, mention, f"[{pair[0]}, {pair[1]}]"))
     return found
 
@@ -55,9 +59,13 @@ def _generic_entities(entities: Any) -> list[_CharEntity]:
         if not (
             isinstance(item, dict) and isinstance(item.get("start"), int) and isinstance(item.get("end"), int)
         ):
-            raise ValueError(f'each entity needs integer "start" and "end" and a "label", found {item!r}')
+            raise ValueError(
+                f'each entity needs integer "start" and "end" and a "label", found {shown(item)}'
+            )
         if not isinstance(item.get("label"), str):
-            raise ValueError(f'each entity needs a string "label", found {item!r}')
+            raise ValueError(f'each entity needs a string "label", found {shown(item)}')
+        if item.get("text") is not None and not isinstance(item["text"], str):
+            raise ValueError(f'an entity\'s "text" must be a string, found {shown(item)}')
         start, end = item["start"], item["end"]
         found.append(_CharEntity(start, end, item["label"], item.get("text"), f"[{start}, {end})"))
     return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import read_lines
+from bertkit.data.readers import json_limit, read_lines, shown
 from bertkit.data.readers.jsonl import parse_json_record
 from bertkit.errors import BadInputError, BadLines, BertkitError
 from bertkit.records import QaAnswer, QaExample
@@ -147,15 +147,17 @@ def squad_document(lines: list[str], path: str) -> dict | None:
         return None
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (RecursionError, ValueError) as err:  # a JSONDecodeError is a ValueError
         first = next((line for line in lines if line.strip()), "")
         try:
             json.loads(first)
             return None  # a JSON object per line
-        except json.JSONDecodeError:
-            raise BadInputError(
-                path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})"
-            ) from None
+        except (RecursionError, ValueError):
+            if isinstance(err, json.JSONDecodeError):
+                message, line = f"{err.msg} at column {err.colno}", err.lineno
+            else:
+                message, line = json_limit(err), 0  # the whole document: json.loads does not say where
+            raise BadInputError(path, line, f"not valid JSON ({message})") from None
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         return document
     return None  # a one-line JSON lines file
@@ -176,7 +178,7 @@ class SquadReader:
             if not isinstance(paragraphs, list):
                 self.bad.report(0, "bad records", f'data[{a}]: expected an object with a "paragraphs" list')
                 continue
-            title = str(article.get("title", ""))
+            title = plain_title(article.get("title"))
             for p, paragraph in enumerate(paragraphs):
                 where = f"data[{a}].paragraphs[{p}]"
                 context = paragraph.get("context") if isinstance(paragraph, dict) else None
@@ -206,7 +208,7 @@ class SquadReader:
                 self.bad.report(number, "missing keys", 'missing string key "context"')
                 continue
             record.setdefault("id", str(number))  # no id: the line number names the question
-            example = self.example(record, context, str(record.get("title", "")), number, "")
+            example = self.example(record, context, plain_title(record.get("title")), number, "")
             if example is not None:
                 examples.append(example)
         return examples
@@ -238,6 +240,10 @@ class SquadReader:
         """``[{"text", "answer_start"}]``, ``{"text": [...], "answer_start": [...]}`` or ``["text"]``."""
         if isinstance(given, dict) and isinstance(given.get("text"), list):
             starts = given.get("answer_start") or [None] * len(given["text"])
+            if not isinstance(starts, list):
+                raise ValueError(
+                    f'"answer_start" must be a list beside a list of texts, found {shown(starts)}'
+                )
             if len(starts) != len(given["text"]):
                 raise ValueError(f"{len(given['text'])} answer texts but {len(starts)} answer_start values")
             given = [{"text": t, "answer_start": s} for t, s in zip(given["text"], starts)]
@@ -250,12 +256,18 @@ class SquadReader:
         return out
 
 
+def plain_title(title: Any) -> str:
+    """The title as text; a title that is a list or an object (str() of a deeply nested one would
+    overflow the stack) counts as none."""
+    return str(title) if isinstance(title, (str, int, float)) else ""
+
+
 def answer_fields(item: Any) -> tuple[str, int | None]:
     if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-        raise ValueError(f'each answer needs a "text" string, found {item!r:.80}')
+        raise ValueError(f'each answer needs a "text" string, found {shown(item)}')
     start = item.get("answer_start")
     if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
-        raise ValueError(f'"answer_start" must be an integer, found {start!r}')
+        raise ValueError(f'"answer_start" must be an integer, found {shown(start)}')
     return item["text"], start
 
 

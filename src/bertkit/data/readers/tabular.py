@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import read_lines
+from bertkit.data.readers import read_lines, shown
 from bertkit.data.readers.jsonl import parse_json_record
 from bertkit.errors import BadInputError, BadLines
 from bertkit.records import TextExample
@@ -269,7 +269,8 @@ def _label(value: Any, rule: _LabelRule, line: int, bad: BadLines) -> str | list
         value = str(value)  # JSON numbers, e.g. {"label": 1}
     is_list = isinstance(value, list) and all(isinstance(item, str) for item in value)
     if not isinstance(value, str) and not (is_list and rule.mode == "multi"):
-        bad.report(line, "bad labels", f"label {value!r} must be a string" + " list" * (rule.mode == "multi"))
+        message = f"label {shown(value)} must be a string" + " list" * (rule.mode == "multi")
+        bad.report(line, "bad labels", message)
         return None
     if rule.mode == "regression":
         try:

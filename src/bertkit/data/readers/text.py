@@ -5,6 +5,7 @@ The words keep their character offsets, so predictions over them can be reported
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Collection, Set
 from pathlib import Path
@@ -26,9 +27,13 @@ CJK_RANGES = (
 )
 
 
+_CJK_CHAR = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
+
+
 def is_cjk(char: str) -> bool:
     cp = ord(char)
-    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
+    # most text is below the first range: answered without the loop (the reader's hot path)
+    return cp >= 0x3400 and any(lo <= cp <= hi for lo, hi in CJK_RANGES)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -75,7 +80,7 @@ def tagged_words(text: str, cuts: Set[int] = frozenset()) -> list[tuple[str, int
     and end inside Latin runs (``CPL`` in ``CPL2011``, ``ac米兰`` in ``vsac米兰``). Cutting such runs only at
     gold edges would train on words that prediction over raw text never sees.
     """
-    if any(is_cjk(char) for char in text):
+    if _CJK_CHAR.search(text):
         return [(char, i, i + 1) for i, char in enumerate(text) if not _is_separator(char)]
     return split_words(text, cuts)
 

@@ -1,0 +1,1 @@
+"""Sequence to sequence: BERT-initialised encoder-decoders for summarisation, translation and dialogue."""
