@@ -96,7 +96,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
             evaluate=lambda m: evaluate_records(
                 m, dev_task, dev_records, runtime, eval_batch, "dev", dev_selected
             ),
-            on_best=lambda m: save_model(m, saved_tokenizer, out),
+            on_best=lambda m: save_model(m, saved_tokenizer, out, task.saved_weights(m)),
             checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
             on_eval=on_eval,
@@ -106,7 +106,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         train_log.close()  # an interrupted or pruned run still leaves a complete log
         raise
     if state.best_metric is None:  # no evaluation ran, so nothing saved the model: keep the final one
-        save_model(model, saved_tokenizer, out)
+        save_model(model, saved_tokenizer, out, task.saved_weights(model))
     load_weights(model, out / "model.safetensors")
     if task.needs_calibration:
         task.calibrate(predict_features(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)

@@ -61,6 +61,8 @@ class TrainingTask(Protocol):
 
     def saved_tokenizer(self, tokenizer: Any) -> Any: ...
 
+    def saved_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None: ...
+
     def prepare_train(self, train: list[Any], seed: int) -> list[Any]: ...
 
     def encode(self, records: Sequence[Any]) -> list[Any]: ...
@@ -135,6 +137,10 @@ class TaskBase:
     def saved_tokenizer(self, tokenizer: Any) -> Any:
         """What is saved with the model as its tokenizer (a family with a second vocabulary adds it)."""
         return tokenizer
+
+    def saved_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+        """The weights saved with the model, when not its own state dict (None: its own)."""
+        return None
 
     def prepare_train(self, train: list[Any], seed: int) -> list[Any]:
         """The training records as trained on (augmented copies, for instance); by default unchanged."""

@@ -21,15 +21,19 @@ STATE_FILE = "training_state.pt"
 MODEL_STATE_FILE = "model.safetensors"
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, out_dir: str | Path) -> None:
-    """Write ``config.json``, ``model.safetensors`` and the tokenizer files, each atomically."""
+def save_model(
+    model: torch.nn.Module, tokenizer: Any, out_dir: str | Path, state_dict: dict[str, Any] | None = None
+) -> None:
+    """Write ``config.json``, ``model.safetensors`` and the tokenizer files, each atomically;
+    ``state_dict`` replaces the model's own (a copy of each shared weight, for instance)."""
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # its "Writing model shards" bar would cut through the training bar
     try:
         with atomic_dir_files(out_dir) as scratch:
-            model.save_pretrained(scratch, safe_serialization=True)
+            extra = {} if state_dict is None else {"state_dict": state_dict}
+            model.save_pretrained(scratch, safe_serialization=True, **extra)
             tokenizer.save_pretrained(scratch)
     finally:
         if shown:

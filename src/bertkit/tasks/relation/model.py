@@ -20,6 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from bertkit.modeling.weights import unshared
+
 ENTITY_START, CLS = "entity-start", "cls"
 REPRESENTATIONS = (ENTITY_START, CLS)
 WEIGHTS = "model.safetensors"
@@ -98,15 +100,3 @@ class EncoderForRelationClassification(nn.Module):
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         return model
-
-
-def unshared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share memory (tied weights): later names get a copy."""
-    seen: set[int] = set()
-    out = {}
-    for name, tensor in weights.items():
-        tensor = tensor.detach().contiguous()
-        ptr = tensor.data_ptr()
-        out[name] = tensor.clone() if ptr in seen else tensor
-        seen.add(ptr)
-    return out

@@ -27,6 +27,7 @@ from bertkit.data.readers.seq2seq import SEQ2SEQ_FORMATS, read_seq2seq
 from bertkit.data.windows import Template
 from bertkit.errors import BertkitError
 from bertkit.modeling.load import load_tokenizer, position_limit
+from bertkit.modeling.weights import unshared
 from bertkit.records import Seq2SeqExample
 from bertkit.tasks.base import Batch, TaskBase, WindowDecoder, short
 from bertkit.tasks.seq2seq.encoding import encode_sources, layout_sources
@@ -169,6 +170,10 @@ class Seq2SeqTask(TaskBase):
 
     def saved_tokenizer(self, tokenizer: Any) -> Any:
         return PairedTokenizer(tokenizer, self.target_tokenizer) if self.separate_vocabularies else tokenizer
+
+    def saved_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+        """Shared weights (BERTShare) saved once per side, so plain transformers opens the model."""
+        return unshared(model.state_dict()) if self.cfg.share_weights else None
 
     # -- reading ------------------------------------------------------------------------------------
 
