@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BERTKIT_DATA_DIR ?= $(if $(wildcard ../shared/data/wnut17),$(abspath ../shared/data),)
 export BERTKIT_DATA_DIR
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest tests
+
+# every reader on 10,000 hostile inputs (about 15 min on 2 cores); `make test` runs 120 per reader
+fuzz: $(VENV)/.installed
+	mkdir -p runs && BERTKIT_FUZZ_EXAMPLES=5000 BERTKIT_FUZZ_REPORT=runs/fuzz_report.json $(BIN)/python -m pytest tests/fuzz
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks examples

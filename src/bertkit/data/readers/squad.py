@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+import re
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,25 +43,30 @@ def place_answer(context: str, text: str, start: int | None) -> tuple[int | None
     for candidate in dict.fromkeys([text, text.strip()]):
         if not candidate.strip():
             continue
-        found = occurrences(context, candidate)
-        if not found:
+        first = context.find(candidate)
+        if first < 0:
             continue
-        if start is not None and start >= 0:
-            nearest = min(found, key=lambda at: (abs(at - start), at))
-            if abs(nearest - start) <= REPAIR_RADIUS:
-                return nearest, nearest + len(candidate), "repaired"
-        if len(found) == 1:
-            return found[0], found[0] + len(candidate), "repaired"
+        nearest = _nearest(context, candidate, start) if start is not None and start >= 0 else None
+        if nearest is not None:
+            return nearest, nearest + len(candidate), "repaired"
+        if context.find(candidate, first + 1) < 0:  # the only occurrence
+            return first, first + len(candidate), "repaired"
         return None, None, "unplaced"
     return None, None, "unplaced"
 
 
-def occurrences(text: str, part: str) -> list[int]:
-    found, at = [], text.find(part)
+def _nearest(context: str, part: str, start: int) -> int | None:
+    """The occurrence of ``part`` nearest ``start`` within REPAIR_RADIUS (the earlier of two as near).
+
+    Only the window around ``start`` is searched: listing every occurrence would be quadratic for a
+    long answer that repeats in a long context ("aaaa...")."""
+    stop = start + REPAIR_RADIUS + len(part)
+    best, at = None, context.find(part, max(0, start - REPAIR_RADIUS), stop)
     while at >= 0:
-        found.append(at)
-        at = text.find(part, at + 1)
-    return found
+        if best is None or abs(at - start) < abs(best - start):
+            best = at
+        at = context.find(part, at + 1, stop)
+    return best
 
 
 @dataclass
@@ -271,21 +277,32 @@ def answer_fields(item: Any) -> tuple[str, int | None]:
     return item["text"], start
 
 
+# `"id": "56be4db0acb8001400a502ec"` or `"id": 7`, as a SQuAD file writes a question's id
+_ID_KEY = re.compile(r'"id"\s*:\s*("(?:[^"\\\n]|\\.)*"|-?\d+)')
+
+
 class LineFinder:
-    """Lines of question ids in a SQuAD file, searched from where the previous id was found (ids come
-    in file order, so the whole file is scanned about once)."""
+    """Lines of question ids in a SQuAD file: one pass finds every ``"id": value``, and each question
+    takes the first line of its id not yet taken (ids come in file order).
+
+    Searching the text for each id instead costs a scan of the rest of the file per id that is written
+    differently (``"\\u00e9"`` for ``"é"``): quadratic on a large file."""
 
     def __init__(self, text: str):
-        self.text, self.at, self.line = text, 0, 1
+        self.lines: dict[tuple[bool, Any], deque[int]] = {}
+        line, at = 1, 0
+        for match in _ID_KEY.finditer(text):
+            line += text.count("\n", at, match.start())
+            at = match.start()
+            try:
+                value = json.loads(match.group(1))
+            except ValueError:  # a number of more digits than int() reads
+                continue
+            self.lines.setdefault((isinstance(value, str), value), deque()).append(line)
 
     def line_of(self, qid: Any) -> int:
-        """The line of ``"qid"`` at or after the previous one (0 when it cannot be found)."""
+        """The line of the next ``"id": qid`` in the file (0 when there is none left)."""
         if not isinstance(qid, (str, int)) or isinstance(qid, bool):
             return 0
-        needle = json.dumps(qid, ensure_ascii=False)
-        at = self.text.find(needle, self.at)
-        if at < 0:
-            return 0
-        self.line += self.text.count("\n", self.at, at)
-        self.at = at
-        return self.line
+        found = self.lines.get((isinstance(qid, str), qid))
+        return found.popleft() if found else 0
