@@ -29,11 +29,12 @@ from hypothesis import strategies as st
 from bertkit.data import tagschemes
 from bertkit.data.readers import TokenCorpus, read_token_file
 from bertkit.data.readers.relations import SEMEVAL_TAGS, read_relation_jsonl, read_semeval
+from bertkit.data.readers.seq2seq import read_seq2seq
 from bertkit.data.readers.squad import read_qa_file
 from bertkit.data.readers.tabular import LABEL_MODES, read_table
 from bertkit.errors import BadInputError, BertkitError
 from bertkit.pretrain.corpus import DOCUMENT_MODES, CorpusOptions, CorpusStats, read_documents
-from bertkit.records import QaExample, RelationExample, TextExample, TokenExample
+from bertkit.records import QaExample, RelationExample, Seq2SeqExample, TextExample, TokenExample
 
 EXAMPLES = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "60"))
 # Hypothesis's deadline measures wall time, which a shared CI machine makes noisy: the bound below
@@ -503,6 +504,71 @@ def test_relation_readers(tally, folder, reader, data):
             fuzz_call(tally, reader, path, raw, call, check_relations(labelled))
 
 
+# -- sequence to sequence ---------------------------------------------------------------------------
+
+S2S_TEXTS = st.one_of(
+    TEXT, st.lists(TEXT, max_size=3), st.sampled_from(["", " ", "中文。", "a\tb"]), JSON_VALUES
+)
+
+
+@st.composite
+def seq2seq_lines(draw: st.DrawFn) -> list[str]:
+    shape = draw(st.sampled_from(["jsonl", "table", "kdconv"]))
+    if shape == "table":
+        rows = [[draw(TEXT) for _ in range(draw(st.integers(0, 4)))] for _ in range(draw(st.integers(0, 8)))]
+        if draw(st.booleans()):
+            rows.insert(0, ["source", "target", "control"])
+        sep = draw(st.sampled_from(["\t", ","]))
+        return [sep.join(row) for row in rows]
+    if shape == "kdconv":
+        conversations = [
+            {
+                "name": draw(TEXT),
+                "messages": [{"message": draw(S2S_TEXTS)} for _ in range(draw(st.integers(0, 4)))],
+            }
+            for _ in range(draw(st.integers(0, 3)))
+        ]
+        return json.dumps(draw(st.sampled_from([conversations, {"x": conversations}])), indent=2).split("\n")
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        if draw(st.booleans()):
+            record: Any = {"turns": draw(S2S_TEXTS), "id": draw(st.one_of(TEXT, st.integers()))}
+        else:
+            record = {"source": draw(S2S_TEXTS), "target": draw(S2S_TEXTS), "control": draw(S2S_TEXTS)}
+        lines.append(draw(json_line(record)))
+    return lines
+
+
+def check_seq2seq(labelled: bool) -> Callable[[Any], None]:
+    def check(examples: Any) -> None:
+        assert isinstance(examples, list)
+        for ex in examples:
+            assert isinstance(ex, Seq2SeqExample) and isinstance(ex.source, str) and ex.source.strip()
+            if labelled:
+                assert ex.targets and all(isinstance(t, str) and t.strip() for t in ex.targets)
+            assert ex.control is None or isinstance(ex.control, str)
+
+    return check
+
+
+@FUZZ
+@given(st.data())
+def test_seq2seq_reader(tally, folder, data):
+    raw = data.draw(hostile_file(seq2seq_lines()), label="file")
+    path = folder / f"pairs{data.draw(st.sampled_from(['.jsonl', '.json', '.tsv', '.csv', '.txt']))}"
+    options = {
+        "fmt": data.draw(st.sampled_from(["auto", "auto", "jsonl", "tsv", "csv", "kdconv"])),
+        "control_field": data.draw(st.sampled_from([None, "control"])),
+        "context_turns": data.draw(st.sampled_from([0, 1, 3])),
+        "source_column": data.draw(st.sampled_from([0, 1, 5])),
+    }
+    write_input(tally, "seq2seq", path, raw)
+    for policy in POLICIES:
+        for labelled in (True, False):
+            call = partial(read_seq2seq, path, labelled=labelled, on_bad_line=policy, **options)
+            fuzz_call(tally, "seq2seq", path, raw, call, check_seq2seq(labelled))
+
+
 # -- pretraining corpus -----------------------------------------------------------------------------
 
 CORPUS_LINES = st.lists(
@@ -571,6 +637,7 @@ def every_reader(policy: str) -> dict[str, tuple[Callable[[Path], Any], Callable
         "semeval": (lambda p: read_semeval(p, on_bad_line=policy), check_relations(True)),
         "relation_jsonl": (lambda p: read_relation_jsonl(p, on_bad_line=policy), check_relations(True)),
         "corpus": (lambda p: read_corpus(p, CorpusOptions(on_bad_line=policy)), check_documents(1)),
+        "seq2seq": (lambda p: read_seq2seq(p, on_bad_line=policy), check_seq2seq(True)),
     }
 
 
@@ -606,6 +673,7 @@ UNITS = {
         '{"text": "ab", "head": {"start": 0, "end": 1}, "tail": {"start": 1, "end": 2}, "label": "R"}\n'
     ),
     "corpus": "Mr. Smith went home. He slept.\n\n",
+    "seq2seq": '{"source": "a long abstract", "target": ["a tldr", "another"]}\n',
 }
 
 

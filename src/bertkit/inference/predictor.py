@@ -92,6 +92,8 @@ class Predictor:
             model = task.model_class.from_pretrained(str(require_weights(Path(model_dir))))
             if precision == "int8":
                 model = quantize_torch_int8(model)
+            elif runtime.precision == "bf16" and task.bf16_weights:
+                model = model.to(torch.bfloat16)
         return cls(task, model, runtime, batch_size, limits)
 
     @property

@@ -49,6 +49,11 @@ def export_model_dir(
         raise BertkitError("--out must be another directory than --model")
     predictor = Predictor.load(model_dir, precision="fp32")
     task, model = predictor.task, predictor.model.cpu().eval()
+    if not task.exportable:
+        raise BertkitError(
+            f"{model_dir}: a {task.name} model generates step by step; bertkit export writes single-pass "
+            "models only (ner, classify, qa, re). Serve it with the torch engine (bertkit serve)"
+        )
     batches = sample_batches(task, model, samples)
     names = [n for n in task.input_names if n in batches[0]]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,10 @@ class TaskBase:
     needs_calibration: bool = False  # whether ``calibrate`` must see dev predictions after training
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     predict_chunk: int = 2048  # records predicted and written at a time: bounds memory on large files
+    # a saved model predicting in bf16 holds bf16 weights rather than casting them at every call: what
+    # pays for a generating family, whose hundreds of small decoding steps each re-cast the weights
+    bf16_weights: bool = False
+    exportable: bool = True  # one forward pass per batch, so ONNX can hold the whole model
 
     def __init__(
         self,

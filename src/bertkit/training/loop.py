@@ -24,6 +24,7 @@ from bertkit.config import TrainConfig
 from bertkit.data.batching import EpochBatches, epoch_batches
 from bertkit.data.features import FeatureSource, as_feature_source
 from bertkit.errors import BertkitError
+from bertkit.modeling.dropout import use_fast_dropout
 from bertkit.tasks.base import Task
 from bertkit.training.checkpoint import load_training_state, save_training_state
 from bertkit.training.optim import make_optimizer, make_scheduler
@@ -62,6 +63,8 @@ def fit(
     source = as_feature_source(train)
     train_log = train_log or TrainLog(None)
     model.to(runtime.device).train()
+    if cfg.fast_dropout and runtime.device.type == "cpu":
+        use_fast_dropout(model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     batches_per_epoch = math.ceil(len(source) / cfg.batch_size)
     if batches_per_epoch == 0:

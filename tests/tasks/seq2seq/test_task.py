@@ -236,3 +236,44 @@ def test_shared_weights_train_one_set_of_layers(small_model, tmp_path):
     with torch.no_grad():
         text = tokenizer.decode(plain.generate(**ids, num_beams=1)[0], skip_special_tokens=True)
     assert predictor.predict(["alice paris bob"])[0].output == text
+
+
+def test_the_server_generates_with_the_saved_model(controlled):
+    from fastapi.testclient import TestClient
+
+    from bertkit.inference.predictor import Predictor
+    from bertkit.inference.serving import create_app
+
+    predictor = Predictor.load(controlled["out"], task_options={"num_beams": 1}, precision="fp32")
+    inputs = [{"source": "alice paris bob", "control": "last"}, {"source": "erin lima", "control": "first"}]
+    with TestClient(create_app(predictor)) as client:
+        response = client.post("/predict", json={"inputs": inputs})
+        info = client.get("/info").json()
+    assert response.status_code == 200, response.text
+    assert response.json()["results"] == [r.to_dict() for r in predictor.predict(inputs)]
+    assert info["task"] == "seq2seq"
+
+
+def test_bf16_prediction_holds_bf16_weights_and_export_is_refused(controlled, tmp_path):
+    from bertkit.inference.predictor import Predictor
+    from bertkit.recipes.export import export_model_dir
+
+    predictor = Predictor.load(controlled["out"], precision="bf16")
+    assert next(predictor.model.parameters()).dtype == torch.bfloat16
+    assert predictor.predict([{"source": "alice paris bob", "control": "last"}])[0].output
+    with pytest.raises(BertkitError, match="generates step by step"):
+        export_model_dir(controlled["out"], tmp_path / "onnx")
+
+
+def test_sampling_is_seeded(controlled):
+    def sample(seed: int) -> list[str]:
+        options = {"do_sample": True, "num_beams": 1, "temperature": 3.0, "top_k": 0, "generation_seed": seed}
+        predictor = bertkit.load(controlled["out"], task_options=options, precision="fp32")
+        return [
+            r.output for r in predictor.predict([{"source": "alice paris bob lima", "control": "last"}] * 8)
+        ]
+
+    first = sample(1)
+    assert sample(1) == first
+    assert sample(2) != first
+    assert len(set(first)) > 1  # a hot temperature spreads the eight samples

@@ -134,6 +134,8 @@ class Seq2SeqTask(TaskBase):
         "(JSON lines of generated texts)"
     )
     predict_chunk = 256  # generation is slow: write outputs a few batches at a time, in input order
+    bf16_weights = True
+    exportable = False  # the search loop is Python around the decoder (an ONNX export would need two graphs)
 
     def __init__(
         self,
