@@ -49,6 +49,8 @@ from harness import (  # noqa: E402
     run_variant_process,
 )
 
+from bertkit.tasks.seq2seq.metrics import MAIN_METRIC  # noqa: E402
+
 VARIANTS = ("bertkit", "HF-bf16")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = Path(os.environ.get("BERTKIT_DATA_DIR") or SHARED)
@@ -142,7 +144,7 @@ def run_bertkit(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, A
     generation = compare_generation(out, files["test"], args)
     return {
         **figures,
-        "score": test[MAIN[KINDS[args.data]]],
+        "score": test[MAIN_METRIC[KINDS[args.data]]],
         "test": {k: v for k, v in test.items() if not k.endswith("signature")},
         "signature": test.get("bleu_signature"),
         **generation,
@@ -186,16 +188,13 @@ def compare_generation(model_dir: Path, test: Path, args: argparse.Namespace) ->
             ids = model.generate(**batch, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
             plain += [detokenize(target_tokenizer, row) for row in ids.tolist()]
     plain_s = time.perf_counter() - start
-    main = MAIN[kind]
+    main = MAIN_METRIC[kind]
     return {
         "generate_seq_per_s": len(sources) / ours_s,
         "plain_generate_seq_per_s": len(sources) / plain_s,
         "generate_score": generation_scores(ours, references, kind)[main],
         "plain_generate_score": generation_scores(plain, references, kind)[main],
     }
-
-
-MAIN = {"summarize": "rougeLsum", "translate": "bleu", "dialogue": "bleu"}
 
 
 def run_trainer(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
@@ -268,7 +267,7 @@ def run_trainer(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, A
     return {
         "train_examples_per_s": result.metrics["train_samples_per_second"],
         "train_seconds": result.metrics["train_runtime"],
-        "score": test[MAIN[KINDS[args.data]]],
+        "score": test[MAIN_METRIC[KINDS[args.data]]],
         "test": {k: v for k, v in test.items() if not k.endswith("signature")},
         "signature": test.get("bleu_signature"),
         "peak_rss_mb": peak_rss_mb(),
@@ -326,7 +325,7 @@ def main() -> None:
 
 
 def report(rows: list[dict], kind: str) -> None:
-    metric = MAIN[kind]
+    metric = MAIN_METRIC[kind]
     print(f"\n{'variant':<9} {'ex/s':>7} {'train s':>8} {'wall s':>8} {'peak MB':>8} {metric:>10}")
     for r in rows:
         print(

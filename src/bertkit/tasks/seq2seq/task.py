@@ -26,7 +26,7 @@ from bertkit.data.padding import pad, padding_mask
 from bertkit.data.readers.seq2seq import SEQ2SEQ_FORMATS, read_seq2seq
 from bertkit.data.windows import Template
 from bertkit.errors import BertkitError
-from bertkit.modeling.load import load_tokenizer, position_limit
+from bertkit.modeling.load import load_config, load_tokenizer, position_limit
 from bertkit.modeling.weights import unshared
 from bertkit.records import Seq2SeqExample
 from bertkit.tasks.base import Batch, TaskBase, WindowDecoder, short
@@ -181,7 +181,8 @@ class Seq2SeqTask(TaskBase):
 
     def read(self, path: str, *, labelled: bool = True) -> list[Seq2SeqExample]:
         cfg = self.cfg
-        fmt = cfg.format if cfg.format != "auto" or self.data_cfg.format != "jsonl" else "jsonl"
+        # --data.format jsonl (the shared flag) picks JSON lines when the seq2seq section leaves it to auto
+        fmt = "jsonl" if cfg.format == "auto" and self.data_cfg.format == "jsonl" else cfg.format
         return read_seq2seq(
             path,
             labelled=labelled,
@@ -239,8 +240,6 @@ class Seq2SeqTask(TaskBase):
         ]
 
     def decoder_config(self) -> Any:
-        from bertkit.modeling.load import load_config
-
         return load_config(self.decoder_model_cfg())
 
     def decoder_model_cfg(self) -> ModelConfig:
@@ -338,7 +337,8 @@ class Seq2SeqTask(TaskBase):
         }
         if all(f.labels is not None for f in features):
             labels = [f.labels for f in features]
-            inputs = [[self.start_token_id, *row[:-1]] for row in labels]
+            start = self.start_token_id
+            inputs = [[start, *row[:-1]] for row in labels]
             batch["decoder_input_ids"] = pad(inputs, self.target_tokenizer.pad_token_id or 0)
             batch["decoder_attention_mask"] = padding_mask(inputs)
             batch["labels"] = pad(labels, -100)
@@ -372,13 +372,7 @@ class Seq2SeqTask(TaskBase):
         )
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> Any:
-        memory, mask = encode_sources(model, batch)
-        return model(
-            encoder_outputs=memory,
-            attention_mask=mask,
-            decoder_input_ids=batch["decoder_input_ids"],
-            decoder_attention_mask=batch["decoder_attention_mask"],
-        )
+        return teacher_forced(model, *encode_sources(model, batch), batch)
 
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         logits = outputs.logits
@@ -411,12 +405,7 @@ class Seq2SeqTask(TaskBase):
         out: dict[str, Any] = {}
         memory, mask = encode_sources(model, batch)
         if "labels" in batch:
-            logits = model(
-                encoder_outputs=memory,
-                attention_mask=mask,
-                decoder_input_ids=batch["decoder_input_ids"],
-                decoder_attention_mask=batch["decoder_attention_mask"],
-            ).logits.float()
+            logits = teacher_forced(model, memory, mask, batch).logits.float()
             labels = batch["labels"]
             nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
             out["nll"], out["tokens"] = nll.sum(1).tolist(), (labels != -100).sum(1).tolist()
@@ -469,6 +458,16 @@ class Seq2SeqTask(TaskBase):
 
     def result(self, record: Seq2SeqExample, prediction: Seq2SeqPrediction) -> Seq2SeqResult:
         return Seq2SeqResult(prediction.text or "", record.id)
+
+
+def teacher_forced(model: torch.nn.Module, memory: Any, mask: torch.Tensor, batch: Batch) -> Any:
+    """The decoder's outputs over the target given so far (shifted right), reading ``memory``."""
+    return model(
+        encoder_outputs=memory,
+        attention_mask=mask,
+        decoder_input_ids=batch["decoder_input_ids"],
+        decoder_attention_mask=batch["decoder_attention_mask"],
+    )
 
 
 def control_token(code: str) -> str:
