@@ -91,6 +91,12 @@ class ModelConfig:
     freeze_embeddings: bool = option(False, "do not train the embedding layer")
     freeze_layers: int = option(0, "do not train the bottom K encoder layers", ge=0)
     dropout: float | None = option(None, "override the model's hidden dropout probability", ge=0, lt=1)
+    peft: str = option(
+        "none",
+        "parameter-efficient fine-tuning: lora trains low-rank adapters (see the lora options) and the head",
+        "--peft",
+        choices=("none", "lora"),
+    )
 
 
 @dataclass
@@ -141,7 +147,29 @@ class OutputConfig:
     )
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
+@dataclass
+class LoraConfig:
+    """LoRA adapters (``--peft lora``), trained with the task head and any added token embeddings.
+
+    A LoRA run saves the adapter in ``OUT/adapter/`` and the adapters merged into the weights as the
+    plain model in ``OUT``, which predict, serve, export and ``transformers`` use as they are."""
+
+    r: int = option(8, "rank of the low-rank update", ge=1)
+    alpha: float = option(16.0, "scaling: the update is multiplied by alpha / r", gt=0)
+    dropout: float = option(0.1, "dropout on the adapters' input", ge=0, lt=1)
+    targets: list[str] = option(
+        ["query", "value"],
+        "linear layers that get adapters, by the last part of their name (query, key, value, dense, ...)",
+    )
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "output": OutputConfig,
+    "lora": LoraConfig,
+}
 
 
 @dataclass
@@ -154,6 +182,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def sections(self) -> dict[str, Any]:
         return {
@@ -161,6 +190,7 @@ class RunConfig:
             "model": self.model,
             "train": self.train,
             "output": self.output,
+            "lora": self.lora,
             self.task_name: self.task,
         }
 

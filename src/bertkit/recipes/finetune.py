@@ -23,6 +23,7 @@ from bertkit.data.features import InMemoryFeatures
 from bertkit.errors import BertkitError
 from bertkit.inference.evaluation import evaluate_records, predict_features
 from bertkit.modeling.load import check_model, load_tokenizer
+from bertkit.modeling.lora import ADAPTER_DIR, add_lora, is_lora, merged, save_adapter
 from bertkit.recipes.run_dir import CHECKPOINT, checkpoint_to_resume, prepare_out_dir, previous_metrics
 from bertkit.reporting.plots import plot_confusion, plot_curves
 from bertkit.reporting.tables import format_table
@@ -35,10 +36,16 @@ from bertkit.training.state import run_fingerprint
 log = logging.getLogger(__name__)
 
 
-def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+def finetune(
+    cfg: RunConfig,
+    on_eval: Callable[[int, dict], None] | None = None,
+    records: dict[str, list] | None = None,
+) -> dict[str, Any]:
     """Run the whole recipe for ``cfg``; return the metrics written to ``metrics.json``.
 
     ``on_eval(step, dev_metrics)`` is called after each dev evaluation (and may raise to stop the run).
+    ``records`` (``{"train": [...], "dev": [...]}``, either or both) are used instead of reading those
+    splits' files: ``bertkit curve`` trains on nested subsets of train against one fixed dev.
     """
     started = time.perf_counter()
     # everything that can refuse the run comes before anything touches the output directory
@@ -52,10 +59,13 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
     resume_from = checkpoint_to_resume(cfg, out, fingerprint)
     runtime = make_runtime(cfg.train.precision, cfg.train.threads)
+    vocabulary = len(tokenizer)
     task.prepare_tokenizer(tokenizer)  # before the model is built: it sizes the embeddings
-    train = task.read(paths["train"])
-    dev = None
-    if not paths.get("dev"):
+    added_tokens = range(vocabulary, len(tokenizer))
+    given = records or {}
+    train = given["train"] if "train" in given else task.read(paths["train"])
+    dev = given.get("dev")
+    if dev is None and not paths.get("dev"):
         train, dev = split_dev(train, cfg.data.dev_fraction, cfg.train.seed)
     train = task.prepare_train(train, cfg.train.seed)  # after the split: no copy of a dev text in train
     task.setup(train)
@@ -73,6 +83,8 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
 
     seed_everything(cfg.train.seed)
     model = task.build_model()
+    if cfg.model.peft == "lora":
+        model = add_lora(model, cfg.lora, task.trained_whole(model), added_tokens)
     metrics = previous_metrics(out) if resume_from else {}
     if "before" not in metrics:
         metrics = {
@@ -96,7 +108,7 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
             evaluate=lambda m: evaluate_records(
                 m, dev_task, dev_records, runtime, eval_batch, "dev", dev_selected
             ),
-            on_best=lambda m: save_model(m, saved_tokenizer, out, task.saved_weights(m)),
+            on_best=lambda m: save_finetuned(m, task, saved_tokenizer, out),
             checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
             on_eval=on_eval,
@@ -106,8 +118,11 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
         train_log.close()  # an interrupted or pruned run still leaves a complete log
         raise
     if state.best_metric is None:  # no evaluation ran, so nothing saved the model: keep the final one
-        save_model(model, saved_tokenizer, out, task.saved_weights(model))
-    load_weights(model, out / "model.safetensors")
+        save_finetuned(model, task, saved_tokenizer, out)
+    if is_lora(model):  # the best step's merged weights are the model from now on
+        model = task.model_class.from_pretrained(str(out)).to(runtime.device)
+    else:
+        load_weights(model, out / "model.safetensors")
     if task.needs_calibration:
         task.calibrate(predict_features(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)
         write_text(out / "run.yaml", repeatable(cfg).to_yaml())
@@ -137,6 +152,15 @@ def finetune(cfg: RunConfig, on_eval: Callable[[int, dict], None] | None = None)
     columns = {k: metrics[k] for k in ("before", "after", "majority") if k in metrics}
     print(format_table(columns, f"{eval_split} split: untrained head vs fine-tuned ({out})"))
     return metrics
+
+
+def save_finetuned(model: Any, task: Any, tokenizer: Any, out: Path) -> None:
+    """The model in the Hugging Face layout; a LoRA model also as its adapter, in ``OUT/adapter``, and
+    as the adapters merged into the weights, the plain model in ``OUT``."""
+    if is_lora(model):
+        save_adapter(model, out / ADAPTER_DIR)
+        model = merged(model)
+    save_model(model, tokenizer, out, task.saved_weights(model))
 
 
 def encoded(task: Any, records: list, split: str) -> list:

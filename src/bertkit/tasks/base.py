@@ -23,6 +23,7 @@ import torch
 from bertkit.atomic import atomic_path
 from bertkit.config import DataConfig, ModelConfig
 from bertkit.errors import BertkitError
+from bertkit.modeling.lora import head_modules
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class TrainingTask(Protocol):
     def saved_tokenizer(self, tokenizer: Any) -> Any: ...
 
     def saved_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None: ...
+
+    def trained_whole(self, model: torch.nn.Module) -> list[str]: ...
 
     def prepare_train(self, train: list[Any], seed: int) -> list[Any]: ...
 
@@ -145,6 +148,11 @@ class TaskBase:
     def saved_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         """The weights saved with the model, when not its own state dict (None: its own)."""
         return None
+
+    def trained_whole(self, model: torch.nn.Module) -> list[str]:
+        """Modules that LoRA trains in full rather than adapting: the weights this task adds to the
+        pretrained model (by default its head); peft matches them by the end of their names."""
+        return head_modules(model)
 
     def prepare_train(self, train: list[Any], seed: int) -> list[Any]:
         """The training records as trained on (augmented copies, for instance); by default unchanged."""

@@ -68,6 +68,10 @@ def run_fingerprint(cfg: RunConfig, files: dict[str, str]) -> dict[str, Any]:
     for name, value in dataclasses.asdict(cfg.model).items():
         if name not in MODEL_EXCLUDED:
             out[f"model.{name}"] = local_path(value) if name == "name_or_path" else value
+    if cfg.model.peft == "none":  # the adapter options matter only with adapters (and old runs had none)
+        out.pop("model.peft")
+    else:
+        out.update({f"lora.{k}": v for k, v in dataclasses.asdict(cfg.lora).items()})
     out.update({f"{cfg.task_name}.{k}": v for k, v in dataclasses.asdict(cfg.task).items()})
     out.update({f"file.{split}": file_identity(path) for split, path in files.items()})
     return out

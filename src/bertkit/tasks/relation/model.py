@@ -52,6 +52,13 @@ class EncoderForRelationClassification(nn.Module):
     def encoder_model(self) -> nn.Module:
         return getattr(self, self.base_model_prefix)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The word embeddings, as transformers' models give them (peft's token training asks)."""
+        return self.encoder_model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> None:
+        return None  # a classifier: nothing is tied to the word embeddings
+
     def forward(
         self,
         input_ids: torch.Tensor,

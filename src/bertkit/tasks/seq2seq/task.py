@@ -146,6 +146,10 @@ class Seq2SeqTask(TaskBase):
         labels: list[str] | None = None,
     ):
         super().__init__(cfg, model_cfg, data_cfg, tokenizer, labels)
+        if cfg.share_weights and model_cfg.peft != "none":
+            raise BertkitError(
+                f"--peft {model_cfg.peft} with --share-weights: shared layers cannot take two adapters"
+            )
         self.target_tokenizer = self.load_target_tokenizer()
         self.template = Template.of(tokenizer)
         self.budget = model_cfg.max_length - self.template.single_overhead
@@ -361,6 +365,11 @@ class Seq2SeqTask(TaskBase):
         )
         model.generation_config = self.generation_config()
         return model
+
+    def trained_whole(self, model: torch.nn.Module) -> list[str]:
+        """The cross-attention is new (random) in a BERT-initialised decoder, so LoRA trains it whole,
+        as it does the LM head's transform where the checkpoint has none; the adapters go on the rest."""
+        return ["crossattention", "transform"]
 
     def generation_config(self) -> Any:
         return generation_config(
