@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from bertkit.cli import datasets, export, finetune, inference, pretrain, report, serve
+from bertkit.cli import curve, datasets, explain, export, finetune, inference, pretrain, probe, report, serve
 from bertkit.errors import BertkitError
 
-VERBS = (finetune, pretrain, inference, serve, export, report, datasets)
+VERBS = (finetune, pretrain, inference, explain, serve, export, report, datasets, curve, probe)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,6 +60,23 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         help="characters per input at most (its texts together; default 20000); longer ones get 422",
     )
     serve.add_argument(
+        "--max-explain-texts",
+        type=int,
+        default=4,
+        metavar="N",
+        help="inputs per POST /explain at most (default 4: integrated gradients cost --explain-steps passes)",
+    )
+    serve.add_argument(
+        "--max-explain-chars",
+        type=int,
+        default=2_000,
+        metavar="N",
+        help="characters per input to /explain at most (default 2000)",
+    )
+    serve.add_argument(
+        "--explain-steps", type=int, default=50, metavar="N", help="integrated-gradients steps (default 50)"
+    )
+    serve.add_argument(
         "--batch-size", type=int, default=64, help="windows per forward pass, >= 1 (default 64)"
     )
     serve.add_argument(
@@ -87,6 +104,9 @@ def check_args(args: argparse.Namespace) -> None:
         ("--max-request-bytes", args.max_request_bytes, 1),
         ("--max-texts", args.max_texts, 1),
         ("--max-chars", args.max_chars, 1),
+        ("--max-explain-texts", args.max_explain_texts, 1),
+        ("--max-explain-chars", args.max_explain_chars, 1),
+        ("--explain-steps", args.explain_steps, 1),
         ("--batch-size", args.batch_size, 1),
         ("--threads", args.threads, 0),
     ):
@@ -117,6 +137,9 @@ def run_serve(args: argparse.Namespace) -> int:
         max_chars=args.max_chars,
         engine=args.engine,
         threads=args.threads,
+        max_explain_texts=args.max_explain_texts,
+        max_explain_chars=args.max_explain_chars,
+        explain_steps=args.explain_steps,
     )
     load = {
         "precision": args.precision,

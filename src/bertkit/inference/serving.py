@@ -10,6 +10,7 @@ and counted.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import ipaddress
@@ -29,13 +30,13 @@ from starlette.exceptions import HTTPException
 
 from bertkit.errors import BertkitError, InputLimitError
 from bertkit.inference.batching import MicroBatcher
-from bertkit.inference.predictor import Limits, Predictor
+from bertkit.inference.predictor import Limits, Predictor, record_chars
 from bertkit.inference.prometheus import CONTENT_TYPE, ServerMetrics
 from bertkit.training.runtime import set_threads
 
 log = logging.getLogger(__name__)
 
-PATHS = ("/", "/predict", "/health", "/info", "/metrics", "/docs", "/openapi.json")
+PATHS = ("/", "/predict", "/explain", "/health", "/info", "/metrics", "/docs", "/openapi.json")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class ServeOptions:
     max_chars: int = 20_000  # per input, as Predictor's Limits.max_chars counts them
     engine: str = "torch"
     threads: int = 0  # torch threads of the model's worker (0: as bertkit's runtime chooses)
+    # /explain: integrated gradients cost n_steps forward and backward passes per target, so fewer
+    # and shorter inputs than /predict, and one explanation at a time
+    max_explain_texts: int = 4
+    max_explain_chars: int = 2_000
+    explain_steps: int = 50
 
 
 class PredictRequest(BaseModel):
@@ -58,6 +64,10 @@ class PredictRequest(BaseModel):
         '{"text": ..., "pair": ...}, {"question": ..., "context": ...}, a relation record, ...',
         examples=[["Alice went to Paris."]],
     )
+
+
+class ExplainRequest(PredictRequest):
+    method: str = Field("ig", pattern="^(ig|attention|occlusion)$", description="ig, occlusion or attention")
 
 
 class PredictResponse(BaseModel):
@@ -88,6 +98,7 @@ class Service:
         # the server's character limit is the predictor's own check, so both count characters alike
         predictor.limits = Limits(max_inputs=options.max_texts, max_chars=options.max_chars)
         self.metrics = ServerMetrics(options.max_batch)
+        self.explaining = asyncio.Lock()
         self.batcher = MicroBatcher(
             self.run_batch,
             options.max_batch,
@@ -138,6 +149,37 @@ class Service:
             return await self.batcher.predict(records)
         except BertkitError as err:  # the task refused the input while encoding it
             raise RequestError(422, str(err)) from None
+
+    async def explain(self, inputs: Sequence[Any], method: str) -> list[dict[str, Any]]:
+        """One row per explained target (``bertkit explain``'s JSON lines), one request at a time."""
+        limit = self.options.max_explain_texts
+        if len(inputs) > limit:
+            raise RequestError(
+                413, f"{len(inputs)} inputs to explain; the limit is {limit}", limit="max_explain_texts"
+            )
+        records = self.records(inputs)
+        for i, record in enumerate(records):
+            if (size := record_chars(record)) > self.options.max_explain_chars:
+                raise RequestError(
+                    422,
+                    f"input {i} has {size} characters; explanations take {self.options.max_explain_chars}",
+                    limit="max_explain_chars",
+                )
+        async with self.explaining:
+            try:
+                return await asyncio.to_thread(self.explain_records, records, method)
+            except BertkitError as err:  # a task that cannot be explained, or a refused input
+                raise RequestError(422, str(err)) from None
+
+    def explain_records(self, records: list[Any], method: str) -> list[dict[str, Any]]:
+        from bertkit.inference.explain import ExplainOptions, explain_records
+
+        predictor = self.predictor
+        predictions = predictor.predict_records(records)
+        options = ExplainOptions(method=method, n_steps=self.options.explain_steps)
+        return explain_records(
+            predictor.task, predictor.model, records, predictions, options, predictor.runtime.device
+        )
 
     def info(self) -> dict[str, Any]:
         """What the page needs to draw a form and read results: the task, its labels, its inputs."""
@@ -190,15 +232,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_inputs(body: bytes) -> list[Any]:
+    return parse_request(body, PredictRequest, '{"inputs": [...]}').inputs
+
+
+def parse_request(body: bytes, shape: type[PredictRequest], example: str) -> Any:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(422, f"the body is not valid JSON: {err}") from None
     try:
-        return PredictRequest.model_validate(data).inputs
+        return shape.model_validate(data)
     except ValidationError as err:
         fields = err.errors(include_url=False, include_context=False, include_input=False)
-        raise RequestError(422, 'the body must be a JSON object {"inputs": [...]}', fields=fields) from None
+        raise RequestError(422, f"the body must be a JSON object {example}", fields=fields) from None
 
 
 def page() -> str:
@@ -243,6 +289,27 @@ def add_routes(app: FastAPI, service: Service) -> None:
         try:
             inputs = parse_inputs(await read_body(request, service.options.max_request_bytes))
             return JSONResponse({"results": await service.predict(inputs)})
+        except RequestError as err:
+            return err.response()
+
+    @app.post(
+        "/explain",
+        response_model=PredictResponse,
+        responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 500: {"model": ErrorBody}},
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": ExplainRequest.model_json_schema()}},
+                "required": True,
+            }
+        },
+    )
+    async def explain(request: Request) -> Response:
+        """Word attributions of the predictions (one result per explained target); bounded tighter than
+        /predict (--max-explain-texts, --max-explain-chars)."""
+        try:
+            body = await read_body(request, service.options.max_request_bytes)
+            asked = parse_request(body, ExplainRequest, '{"inputs": [...], "method": "ig"}')
+            return JSONResponse({"results": await service.explain(asked.inputs, asked.method)})
         except RequestError as err:
             return err.response()
 
