@@ -24,7 +24,14 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("modeling.*",),
     3: ("tasks.*", "pretrain.*"),
     # what the loop and inference stand on; reports read files and need no model
-    4: ("training.runtime", "training.optim", "training.checkpoint", "training.state", "reporting.*"),
+    4: (
+        "training.runtime",
+        "training.distributed",
+        "training.optim",
+        "training.checkpoint",
+        "training.state",
+        "reporting.*",
+    ),
     5: ("training.*", "inference.*"),
     6: ("recipes.run_dir",),
     7: ("recipes.finetune", "recipes.pretrain"),

@@ -4,7 +4,10 @@ in transformers and fine-tunes, the tokenised corpus is reused, and a resume mid
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,44 @@ def test_contradictory_model_choices_are_one_line(corpus, tmp_path, capsys):
     bare = ["-q", "pretrain", "--input", str(corpus["text"]), "--out", str(tmp_path / "y")]
     assert main(bare) == 2
     assert "needs --tokenizer DIR and --model-size" in capsys.readouterr().err
+
+
+def test_two_processes_split_the_corpus_and_score_held_out_alike(corpus, tmp_path):
+    # MLM alone leaves the NSP head and the pooler unused: DDP must be told (find_unused_parameters)
+    common = ["--steps", "30", "--objective", "mlm", "--precision", "fp32", "--train.threads", "1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(pretrain_args(corpus, one, *common)) == 0
+    args = pretrain_args(corpus, two, *common)
+    args[args.index("--batch-size") + 1] = "8"  # 2 x 8: the global batch of one process with 16
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "bertkit",
+            *args,
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = (json.loads((out / "metrics.json").read_text()) for out in (one, two))
+    # the same initial weights scored on the same masks, each rank counting every other batch
+    assert second["before"] == pytest.approx(first["before"], rel=1e-6)
+    assert second["train"]["steps"] == 30 and second["after"]["mlm_loss"] < second["before"]["mlm_loss"]
+    ends = [
+        [
+            e
+            for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())
+            if e["event"] == "train_end"
+        ]
+        for out in (one, two)
+    ]
+    # the same global batches: both ranks' examples, logged once
+    assert len(ends[1]) == 1 and ends[1][0]["train_examples"] == ends[0][0]["train_examples"]
+    assert AutoModelForMaskedLM.from_pretrained(two) is not None

@@ -55,9 +55,12 @@ def test_make_runtime_is_the_main_process_on_the_cpu(monkeypatch):
         runtime = make_runtime("fp32", threads=1)
         assert runtime.is_main and runtime.world_size == 1 and runtime.precision == "fp32"
         assert torch.get_num_threads() == 1
+        # a second rank without torchrun's rendezvous address: one clear line, not a hang
         monkeypatch.setenv("RANK", "1")
         monkeypatch.setenv("WORLD_SIZE", "2")
-        assert not make_runtime("fp32", threads=1).is_main
+        monkeypatch.delenv("MASTER_ADDR", raising=False)
+        with pytest.raises(BertkitError, match="WORLD_SIZE is 2 but MASTER_ADDR is not set"):
+            make_runtime("fp32", threads=1)
     finally:
         torch.set_num_threads(before)
 

@@ -7,7 +7,9 @@ import logging
 import sys
 
 from bertkit.cli import curve, datasets, explain, export, finetune, inference, pretrain, probe, report, serve
+from bertkit.cli.launch import launch, wants_launch
 from bertkit.errors import BertkitError
+from bertkit.training.distributed import close_process_group
 
 VERBS = (finetune, pretrain, inference, explain, serve, export, report, datasets, curve, probe)
 
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -29,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if wants_launch(args):
+            return launch(argv, args.nproc)
         return args.func(args)
     except BertkitError as err:
         print(f"bertkit: error: {err}", file=sys.stderr)
@@ -43,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return getattr(err, "exit_code", 130)
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":

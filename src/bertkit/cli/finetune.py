@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from bertkit.cli.launch import add_nproc_argument
 from bertkit.config import (
     SECTIONS,
     RunConfig,
@@ -24,7 +25,8 @@ from bertkit.tasks import TASKS
 
 def add_parsers(verbs: argparse._SubParsersAction) -> None:
     finetune = verbs.add_parser("finetune", help="fine-tune a model on a task", allow_abbrev=False)
-    add_task_parsers(finetune, run_finetune)
+    for sub in add_task_parsers(finetune, run_finetune):
+        add_nproc_argument(sub)
     tune = verbs.add_parser(
         "tune", help="search learning rate, batch size, epochs and warm-up on dev", allow_abbrev=False
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from bertkit.cli.launch import add_nproc_argument
 from bertkit.config import (
     ModelConfig,
     OutputConfig,
@@ -48,6 +49,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     )
     pretrain.add_argument("--config", metavar="YAML", help="run.yaml to start from; flags override it")
     add_config_arguments(pretrain, SECTIONS)
+    add_nproc_argument(pretrain)
     pretrain.set_defaults(func=run_pretrain)
 
 

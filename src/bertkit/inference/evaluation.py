@@ -1,4 +1,8 @@
-"""Run a model over a data set and score it, streaming: only predictions are kept, never all logits."""
+"""Run a model over a data set and score it, streaming: only predictions are kept, never all logits.
+
+Under torchrun, evaluation splits the records (never the windows of one record) across the ranks and
+gathers the predictions back into record order, so the metrics equal one process's.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from tqdm.auto import tqdm
 
 from bertkit.data.batching import inference_batches
 from bertkit.tasks.base import EvaluationTask
+from bertkit.training import distributed
 from bertkit.training.runtime import Runtime, eval_mode, to_device
 
 
@@ -36,6 +41,23 @@ def predict_features(
     return decoder.predictions()
 
 
+def predict_all(
+    model: torch.nn.Module,
+    task: EvaluationTask,
+    records: Sequence[Any],
+    features: Sequence[Any],
+    runtime: Runtime,
+    batch_size: int,
+    desc: str | None = "predict",
+) -> list[Any]:
+    """``predict_features`` over all ``records``, each rank predicting every world-size-th record."""
+    if getattr(runtime, "world_size", 1) == 1:
+        return predict_features(model, task, records, features, runtime, batch_size, desc)
+    mine, my_features = distributed.shard_records(records, features, runtime.rank, runtime.world_size)
+    local = predict_features(model, task, mine, my_features, runtime, batch_size, desc)
+    return distributed.interleave(distributed.gather_objects(local))
+
+
 def evaluate_records(
     model: torch.nn.Module,
     task: EvaluationTask,
@@ -47,5 +69,5 @@ def evaluate_records(
 ) -> dict:
     """Metrics of ``model`` on labelled ``records`` (pass ``features`` when already encoded)."""
     features = task.encode(records) if features is None else features
-    predictions = predict_features(model, task, records, features, runtime, batch_size, desc)
+    predictions = predict_all(model, task, records, features, runtime, batch_size, desc)
     return task.metrics(predictions, records)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,11 +243,13 @@ class PretrainTask:
         return [instances[int(i)] for i in np.sort(rows)]
 
     @contextlib.contextmanager
-    def fixed_masks(self) -> Iterator[None]:
-        """Mask from a generator seeded afresh, so that every evaluation scores the same tokens."""
-        self.generator = torch.Generator().manual_seed(self.seed)
+    def fixed_masks(self) -> Iterator[Callable[[int], None]]:
+        """Mask from a generator seeded afresh, so that every evaluation scores the same tokens; the
+        function yielded reseeds it for batch ``k``, so that batch is masked alike whichever process
+        scores it."""
+        self.generator = torch.Generator()
         try:
-            yield
+            yield lambda k: self.generator.manual_seed(self.seed + k)
         finally:
             self.generator = None
 

@@ -21,13 +21,20 @@ from bertkit.config import RunConfig
 from bertkit.data import registry as datasets
 from bertkit.data.features import InMemoryFeatures
 from bertkit.errors import BertkitError
-from bertkit.inference.evaluation import evaluate_records, predict_features
+from bertkit.inference.evaluation import evaluate_records, predict_all
 from bertkit.modeling.load import check_model, load_tokenizer
 from bertkit.modeling.lora import ADAPTER_DIR, add_lora, is_lora, merged, save_adapter
-from bertkit.recipes.run_dir import CHECKPOINT, checkpoint_to_resume, prepare_out_dir, previous_metrics
+from bertkit.recipes.run_dir import (
+    CHECKPOINT,
+    checkpoint_to_resume,
+    elastic_restart,
+    prepare_out_dir,
+    previous_metrics,
+)
 from bertkit.reporting.plots import plot_confusion, plot_curves
 from bertkit.reporting.tables import format_table
 from bertkit.tasks import make_task
+from bertkit.training import distributed
 from bertkit.training.checkpoint import load_weights, save_model
 from bertkit.training.loop import TrainLog, fit
 from bertkit.training.runtime import make_runtime, seed_everything
@@ -55,10 +62,12 @@ def finetune(
     fingerprint = run_fingerprint(cfg, {k: v for k, v in paths.items() if k in ("train", "dev")})
     tokenizer = load_tokenizer(cfg.model)
     task = make_task(cfg, tokenizer)  # a task refuses options that do not fit together (qa's --doc-stride)
-    out = prepare_out_dir(cfg)
+    runtime = make_runtime(cfg.train.precision, cfg.train.threads)  # joins the process group under torchrun
+    main = runtime.is_main  # only rank 0 writes
+    cfg = distributed.on_main(lambda: elastic_restart(cfg))
+    out = distributed.on_main(lambda: prepare_out_dir(cfg))
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
     resume_from = checkpoint_to_resume(cfg, out, fingerprint)
-    runtime = make_runtime(cfg.train.precision, cfg.train.threads)
     vocabulary = len(tokenizer)
     task.prepare_tokenizer(tokenizer)  # before the model is built: it sizes the embeddings
     added_tokens = range(vocabulary, len(tokenizer))
@@ -72,7 +81,8 @@ def finetune(
     # dev and test are read against train's label set, so a label train never saw is caught at its line
     dev = task.read(paths["dev"]) if dev is None else dev
     test = task.read(paths["test"]) if paths.get("test") else None
-    write_text(out / "run.yaml", repeatable(cfg).to_yaml())
+    if main:
+        write_text(out / "run.yaml", repeatable(cfg).to_yaml())
     train_features = encoded(task, train, "train")
     truncated = task.uncovered(train, train_features)
     dev_features = encoded(task, dev, "dev")
@@ -93,11 +103,12 @@ def finetune(
                 model, task, eval_records, runtime, eval_batch, f"{eval_split} (before)", eval_features
             ),
         }
-        write_json(out / "metrics.json", metrics)
+        if main:
+            write_json(out / "metrics.json", metrics)
 
     saved_tokenizer = task.saved_tokenizer(tokenizer)
     dev_task, dev_records, dev_selected = task.selection(dev, dev_features)
-    train_log = TrainLog(out / "train_log.jsonl")
+    train_log = TrainLog(out / "train_log.jsonl" if main else None)
     try:
         state = fit(
             model,
@@ -117,15 +128,17 @@ def finetune(
     except BaseException:
         train_log.close()  # an interrupted or pruned run still leaves a complete log
         raise
-    if state.best_metric is None:  # no evaluation ran, so nothing saved the model: keep the final one
+    if state.best_metric is None and main:  # no evaluation ran, so nothing saved the model: the final one
         save_finetuned(model, task, saved_tokenizer, out)
+    distributed.barrier()
     if is_lora(model):  # the best step's merged weights are the model from now on
         model = task.model_class.from_pretrained(str(out)).to(runtime.device)
     else:
         load_weights(model, out / "model.safetensors")
     if task.needs_calibration:
-        task.calibrate(predict_features(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)
-        write_text(out / "run.yaml", repeatable(cfg).to_yaml())
+        task.calibrate(predict_all(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)
+        if main:
+            write_text(out / "run.yaml", repeatable(cfg).to_yaml())
     metrics["after"] = evaluate_records(
         model, task, eval_records, runtime, eval_batch, f"{eval_split} (after)", eval_features
     )
@@ -144,6 +157,8 @@ def finetune(
         wall_seconds=time.perf_counter() - started,
     )
     train_log.close()
+    if not main:
+        return metrics
     write_json(out / "metrics.json", metrics)
     if cfg.output.plot:
         plot_curves(out / "train_log.jsonl", out / "curves.png", task.main_metric, task.greater_is_better)

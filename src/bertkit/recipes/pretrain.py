@@ -38,9 +38,16 @@ from bertkit.pretrain.instances import Instances, SpecialIds, build_instances, s
 from bertkit.pretrain.store import TokenStore, open_or_build_store
 from bertkit.pretrain.task import PretrainTask, add_counts, bert_config, pretrain_metrics
 from bertkit.pretrain.words import encode_sentences
-from bertkit.recipes.run_dir import CHECKPOINT, checkpoint_to_resume, prepare_out_dir, previous_metrics
+from bertkit.recipes.run_dir import (
+    CHECKPOINT,
+    checkpoint_to_resume,
+    elastic_restart,
+    prepare_out_dir,
+    previous_metrics,
+)
 from bertkit.reporting.plots import plot_curves
 from bertkit.reporting.tables import format_table
+from bertkit.training import distributed
 from bertkit.training.checkpoint import load_weights, save_model
 from bertkit.training.loop import TrainLog, fit
 from bertkit.training.runtime import Runtime, eval_mode, make_runtime, seed_everything, to_device
@@ -60,14 +67,17 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     cfg = check_pretrain_config(cfg)
     p = cfg.task
     tokenizer = load_tokenizer(ModelConfig(name_or_path=p.tokenizer or p.init, revision=cfg.model.revision))
-    out = prepare_out_dir(cfg)  # refuses a used --out before the (long) tokenisation of the corpus
+    runtime = make_runtime(cfg.train.precision, cfg.train.threads)  # joins the process group under torchrun
+    main = runtime.is_main  # only rank 0 writes; it also builds the caches the other ranks then open
+    cfg = distributed.on_main(lambda: elastic_restart(cfg))
+    out = distributed.on_main(lambda: prepare_out_dir(cfg))  # a used --out is refused before tokenising
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(out)))
-    store = tokenised_corpus(cfg, tokenizer)
+    store = distributed.main_first(lambda: tokenised_corpus(cfg, tokenizer))
     fingerprint = {**run_fingerprint(cfg, {}), "corpus": store.fingerprint}
     resume_from = checkpoint_to_resume(cfg, out, fingerprint)
-    runtime = make_runtime(cfg.train.precision, cfg.train.threads)
-    train, heldout = make_instances(cfg, store, tokenizer)
-    write_text(out / "run.yaml", repeatable(cfg).to_yaml())
+    train, heldout = distributed.main_first(lambda: make_instances(cfg, store, tokenizer))
+    if main:
+        write_text(out / "run.yaml", repeatable(cfg).to_yaml())
 
     task = PretrainTask(p, cfg.model, tokenizer, seed=cfg.train.seed)
     seed_everything(cfg.train.seed)
@@ -80,9 +90,10 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     metrics = previous_metrics(out) if resume_from else {}
     if "before" not in metrics:
         metrics = {"split": "held-out", "before": evaluate(model)}
-        write_json(out / "metrics.json", metrics)
+        if main:
+            write_json(out / "metrics.json", metrics)
     train_cfg = dataclasses.replace(cfg.train, resume=resume_from, eval_every=eval_interval(cfg, len(train)))
-    train_log = TrainLog(out / "train_log.jsonl")
+    train_log = TrainLog(out / "train_log.jsonl" if main else None)
     try:
         state = fit(
             model,
@@ -118,6 +129,8 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
         wall_seconds=time.perf_counter() - started,
     )
     train_log.close()
+    if not main:
+        return metrics
     write_json(out / "metrics.json", metrics)
     if cfg.output.plot:
         plot_curves(out / "train_log.jsonl", out / "curves.png", task.main_metric, task.greater_is_better)
@@ -275,14 +288,17 @@ def eval_interval(cfg: RunConfig, n_instances: int) -> int:
 def evaluate_heldout(
     model: torch.nn.Module, task: PretrainTask, features: list[Any], runtime: Runtime, batch_size: int
 ) -> dict:
-    """MLM accuracy, loss and perplexity (and NSP accuracy) on the held-out sample, fixed masks."""
+    """MLM accuracy, loss and perplexity (and NSP accuracy) on the held-out sample, fixed masks; under
+    torchrun each rank counts every world-size-th batch and the counts are summed."""
     totals = {"tokens": 0, "correct": 0, "loss": 0.0, "pairs": 0, "nsp_correct": 0}
-    batches = inference_batches(features, batch_size)
-    with task.fixed_masks(), torch.no_grad(), eval_mode(model), runtime.autocast():
-        for idx in tqdm(batches, desc="held-out", unit="batch", leave=False, disable=not runtime.is_main):
+    batches = list(enumerate(inference_batches(features, batch_size)))[runtime.rank :: runtime.world_size]
+    with task.fixed_masks() as reseed, torch.no_grad(), eval_mode(model), runtime.autocast():
+        for k, idx in tqdm(batches, desc="held-out", unit="batch", leave=False, disable=not runtime.is_main):
+            reseed(k)
             batch = to_device(task.collate([features[i] for i in idx]), runtime.device)
             add_counts(totals, task.forward(model, batch), batch)
-    return pretrain_metrics(totals)
+    summed = distributed.sum_across([float(v) for v in totals.values()])
+    return pretrain_metrics({k: type(totals[k])(v) for k, v in zip(totals, summed)})
 
 
 def repeatable(cfg: RunConfig) -> RunConfig:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,25 @@ def start_over(out: Path, overwrite: bool) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def elastic_restart(cfg: RunConfig) -> RunConfig:
+    """After torchrun restarted the workers (``--max-restarts``): continue from the run's own last
+    checkpoint, or start the run over when none was written yet (the directory then holds only what
+    this run's first attempt wrote: a used one was refused at that attempt)."""
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) == 0:
+        return cfg
+    where = cfg.train.resume or cfg.output.dir
+    if not where:
+        return cfg
+    out = Path(where)
+    if has_checkpoint(out / CHECKPOINT):
+        log.warning("restarted by torchrun: resuming from %s", out / CHECKPOINT)
+        train = dataclasses.replace(cfg.train, resume=str(out))
+        return dataclasses.replace(cfg, train=train, output=dataclasses.replace(cfg.output, overwrite=False))
+    log.warning("restarted by torchrun before the first checkpoint: starting the run in %s over", out)
+    output = dataclasses.replace(cfg.output, dir=str(out), overwrite=True)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=None), output=output)
 
 
 def checkpoint_to_resume(cfg: RunConfig, out: Path, fingerprint: dict[str, Any]) -> str | None:

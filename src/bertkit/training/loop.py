@@ -4,7 +4,9 @@ AdamW with warm-up and decay, gradient accumulation and clipping, length-grouped
 padding read from a feature source (in memory or sharded on disk), optional evaluation with early
 stopping, and checkpoints (every ``save_every`` steps or at each evaluation, at the end, and on Ctrl-C
 or SIGTERM) from which ``--resume`` continues exactly. The loop knows no task: the task collates, runs
-the model and computes the loss.
+the model and computes the loss. Under torchrun each global batch (``batch_size`` x world size) is
+split across the ranks and DDP averages the gradients, so N processes take the steps one process
+would take with an N times larger batch.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bertkit.data.features import FeatureSource, as_feature_source
 from bertkit.errors import BertkitError
 from bertkit.modeling.dropout import use_fast_dropout
 from bertkit.tasks.base import Task
+from bertkit.training import distributed
 from bertkit.training.checkpoint import load_training_state, save_training_state
 from bertkit.training.optim import make_optimizer, make_scheduler
 from bertkit.training.runtime import Runtime, rng_state, set_rng_state, to_device
@@ -66,7 +69,8 @@ def fit(
     if cfg.fast_dropout and runtime.device.type == "cpu":
         use_fast_dropout(model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    batches_per_epoch = math.ceil(len(source) / cfg.batch_size)
+    global_batch = cfg.batch_size * runtime.world_size
+    batches_per_epoch = math.ceil(len(source) / global_batch)
     if batches_per_epoch == 0:
         raise BertkitError("no training features: every training record was empty or skipped")
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(batches_per_epoch / cfg.grad_accum))
@@ -82,13 +86,15 @@ def fit(
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
+        set_rng_state(rank_rng_state(Path(cfg.resume), saved, runtime))
+    elif runtime.world_size > 1:
+        torch.manual_seed(cfg.seed + runtime.rank)  # each rank its own dropout draws
     if runtime.is_main:
         train_log.start(state.step if saved is not None else None)
     run = Run(model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint)
     with StopRequest() as stop:
         while state.step < state.total_steps and not state.stopped_early:
-            batches = epoch_batches(source.lengths, cfg.batch_size, cfg.seed + state.epoch)
+            batches = epoch_batches(source.lengths, global_batch, cfg.seed + state.epoch)
             for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
                 end_of_epoch = run.optimizer_step(batches)
                 evaluated = False
@@ -98,13 +104,15 @@ def fit(
                     if on_eval:
                         on_eval(state.step, state.history[-1])
                 done = state.step >= state.total_steps or state.stopped_early
-                if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or stop.signum):
+                signum = distributed.max_across(stop.signum or 0)  # a signal to one rank stops them all
+                if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or signum):
                     run.save(checkpoint_dir)
-                if stop.signum:
-                    raise Interrupted(stop.signum, state.step, checkpoint_dir)
+                if signum:
+                    raise Interrupted(signum, state.step, checkpoint_dir)
                 if done:
                     break
     run.close()
+    distributed.barrier()  # rank 0's last saves are on disk before any rank reads them back
     return state
 
 
@@ -128,6 +136,7 @@ class Run:
         self.optimizer, self.scheduler, self.state, self.train_log = optimizer, scheduler, state, train_log
         self.fingerprint = fingerprint
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.loss_module: torch.nn.Module | None = None  # made with the first batch (see loss_module)
         self.smoothed: float | None = None
         self.bar = tqdm(
             total=state.total_steps,
@@ -142,19 +151,31 @@ class Run:
         """Accumulate one group of micro-batches and step; return whether the epoch ended."""
         state, cfg = self.state, self.cfg
         started = time.perf_counter()
+        rank, world = self.runtime.rank, self.runtime.world_size
         group = range(state.batch_in_epoch, min(state.batch_in_epoch + cfg.grad_accum, len(batches)))
         members = [batches[i] for i in group]
         # each micro-batch's mean loss weighted by its share of the group's examples: the gradient is
-        # the mean over the group's examples, also for a short group at the end of an epoch
+        # the mean over the group's examples, also for a short group at the end of an epoch; DDP
+        # averages over the ranks, hence the factor ``world``
         group_examples = sum(len(m) for m in members)
+        shares = []
         for i, idx in zip(group, members):
-            batch = to_device(self.task.collate([self.source[j] for j in idx]), self.runtime.device)
-            with self.runtime.autocast():
-                loss = self.task.loss(self.task.forward(self.model, batch), batch)
-            (loss * (len(idx) / group_examples)).backward()
+            mine = distributed.rank_share(idx, rank, world)
+            batch = (
+                to_device(self.task.collate([self.source[j] for j in mine]), self.runtime.device)
+                if mine
+                else None
+            )
+            if self.loss_module is None:
+                self.loss_module = distributed.loss_module(self.model, self.task, self.runtime.device, batch)
+            with distributed.no_sync(self.loss_module, sync=i == group[-1]):
+                with self.runtime.autocast():
+                    loss = self.loss_module(batch)
+                (loss * (len(mine) * world / group_examples)).backward()
             state.examples += len(idx)
             state.batch_in_epoch = i + 1
-            value = loss.item()
+            shares.append(loss.item() * len(mine) / len(idx))  # summed over ranks: the batch's mean
+        for value in distributed.sum_across(shares):
             self.smoothed = value if self.smoothed is None else 0.9 * self.smoothed + 0.1 * value
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
@@ -171,9 +192,14 @@ class Run:
         return end_of_epoch
 
     def save(self, checkpoint_dir: Path) -> None:
+        """Rank 0 writes the checkpoint, with every rank's RNG state; the others wait for it."""
+        rngs = distributed.gather_objects(rng_state())
         if self.runtime.is_main:
             state = training_state(self.state, self.optimizer, self.scheduler, self.fingerprint)
+            if self.runtime.world_size > 1:
+                state.update(world_size=self.runtime.world_size, rank_rng=rngs)
             save_training_state(checkpoint_dir, self.model, state)
+        distributed.barrier()
 
     def close(self) -> None:
         self.bar.close()
@@ -216,8 +242,10 @@ def run_eval(
     train_log: TrainLog,
     runtime: Runtime,
 ) -> None:
-    """Score on dev; keep the best model; count evaluations without improvement for early stopping."""
-    metrics = evaluate(model)
+    """Score on dev; keep the best model; count evaluations without improvement for early stopping.
+
+    Every rank evaluates its share; rank 0's metrics decide for all (they are the gathered ones)."""
+    metrics = distributed.from_main(evaluate(model))
     model.train()
     score = metrics[task.main_metric]
     improved = state.best_metric is None or (
@@ -249,6 +277,18 @@ def training_state(
         "rng": rng_state(),
         "fingerprint": fingerprint,
     }
+
+
+def rank_rng_state(ckpt_dir: Path, saved: dict, runtime: Runtime) -> dict:
+    """This rank's RNG state from a checkpoint written by as many processes as this run has: the
+    global batch and every rank's random draws depend on their number."""
+    written_by = saved.get("world_size", 1)
+    if written_by != runtime.world_size:
+        raise BertkitError(
+            f"{ckpt_dir}: the checkpoint was written by {written_by} process(es); resume it with "
+            f"{written_by} (this run has {runtime.world_size}), or start a new run"
+        )
+    return saved["rank_rng"][runtime.rank] if "rank_rng" in saved else saved["rng"]
 
 
 def resumed_state(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bertkit.errors import BertkitError
+from bertkit.training.distributed import init_process_group
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +94,44 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def make_runtime(precision: str = "auto", threads: int = 0) -> Runtime:
-    """The runtime of this process: its ranks, its device (``cuda:LOCAL_RANK`` where CUDA exists)."""
+    """The runtime of this process: its ranks, its device (``cuda:LOCAL_RANK`` where CUDA exists),
+    and, under torchrun, its place in the process group (joined here)."""
     ranks = process_ranks()
     device = torch.device(f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    init_process_group(ranks.rank, ranks.world_size, device)
+    if ranks.rank != 0:  # one log for the run: the other ranks say only what goes wrong
+        logging.getLogger("bertkit").setLevel(logging.WARNING)
     set_threads(threads, ranks.local_world_size)
+    warn_if_one_thread_each(threads, ranks, device)
     if precision == "auto":
         precision = "bf16" if bf16_is_fast(device) else "fp32"
     if ranks.rank == 0:
         log.info("device %s, precision %s, %d CPU threads", device, precision, torch.get_num_threads())
     return Runtime(device, precision, ranks)
+
+
+def warn_if_one_thread_each(threads: int, ranks: Ranks, device: torch.device) -> None:
+    """torchrun sets OMP_NUM_THREADS=1 for every process it starts when there are several: on a CPU
+    with more cores than processes that leaves cores idle, so say how to use them."""
+    share = available_cores() // max(1, ranks.local_world_size)
+    idle = device.type == "cpu" and ranks.world_size > 1 and not threads and torch.get_num_threads() < share
+    if idle and ranks.rank == 0:
+        log.warning(
+            "each process uses %d CPU thread(s) (OMP_NUM_THREADS=%s) and could use %d: pass --threads "
+            "%d or OMP_NUM_THREADS=%d (bertkit ... --nproc N sets it for you)",
+            torch.get_num_threads(),
+            os.environ.get("OMP_NUM_THREADS"),
+            share,
+            share,
+            share,
+        )
+
+
+def available_cores() -> int:
+    """The cores this process may run on, not the host's count (which containers overstate)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def thread_count(threads: int = 0, local_world_size: int = 1, env: dict[str, str] | None = None) -> int:
@@ -117,9 +145,7 @@ def thread_count(threads: int = 0, local_world_size: int = 1, env: dict[str, str
         if not first.isdigit() or int(first) < 1:
             raise BertkitError(f"OMP_NUM_THREADS must be a positive number of threads, got {omp!r}")
         return int(first)
-    # the cores this process may run on, not the host's count (which containers overstate)
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, available // max(1, local_world_size))
+    return max(1, available_cores() // max(1, local_world_size))
 
 
 def set_threads(threads: int = 0, local_world_size: int = 1) -> None:
