@@ -1,6 +1,6 @@
 """``bertkit finetune`` under torchrun: 2 CPU processes (gloo) x batch b take the steps of 1 process x
 batch 2b, evaluate to the same metrics, write one set of outputs, and survive a killed worker with
-``torchrun --max-restarts 1``."""
+``torchrun --max-restarts 1``; ``--nproc`` starts torchrun."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 import torch
 from conftest import bertkit_command, make_splits, make_tiny_bert, sentence
 from safetensors.torch import load_file
+
+from bertkit.cli.launch import without_nproc
 
 KILLER = Path(__file__).with_name("kill_worker.py")
 # fp32 and no dropout: the two runs must agree to float rounding, not to the statistics of dropout.
@@ -79,7 +81,14 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         [sys.executable, "-m", "bertkit", *command("one", 8)], capture_output=True, text=True, timeout=600
     )
     assert single.returncode == 0, single.stderr
-    two = torchrun("-m", "bertkit", *command("two", 4))
+    # `--nproc 2` starts torchrun itself; the killed run below goes through torchrun directly
+    two = subprocess.run(
+        [sys.executable, "-m", "bertkit", *command("two", 4), "--nproc", "2"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr
     killed = torchrun(str(KILLER), *command("killed", 4), restarts=1)
     assert killed.returncode == 0, killed.stderr
@@ -132,3 +141,8 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes_to_the_same_end(runs):
         runs["two"] / "checkpoint" / "model.safetensors", runs["killed"] / "checkpoint" / "model.safetensors"
     )
     assert metrics(runs["killed"])["after"] == metrics(runs["two"])["after"]
+
+
+def test_nproc_is_taken_out_of_the_command_torchrun_runs():
+    assert without_nproc(["finetune", "ner", "--nproc", "2", "--lr", "1"]) == ["finetune", "ner", "--lr", "1"]
+    assert without_nproc(["finetune", "--nproc=4", "--out", "x"]) == ["finetune", "--out", "x"]

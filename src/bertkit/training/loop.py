@@ -77,6 +77,7 @@ def fit(
     state = LoopState(total_steps=total_steps, source=source.fingerprint)
     saved = load_training_state(Path(cfg.resume), model) if cfg.resume else None
     if saved is not None:
+        rng = rank_rng_state(Path(cfg.resume), saved, runtime)  # refuses another number of processes
         state = resumed_state(Path(cfg.resume), saved, source, fingerprint)
         if state.total_steps != total_steps:  # the schedule is the checkpoint's, not a recomputed one
             log.warning(
@@ -86,7 +87,7 @@ def fit(
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(rank_rng_state(Path(cfg.resume), saved, runtime))
+        set_rng_state(rng)
     elif runtime.world_size > 1:
         torch.manual_seed(cfg.seed + runtime.rank)  # each rank its own dropout draws
     if runtime.is_main:
