@@ -4,8 +4,10 @@ the full dev set) and WNUT-17 (train, dev for selection, scored on test), severa
 Every run is its own ``bertkit finetune`` process; the table gives per mode the quality (mean ± std
 over seeds), trainable parameters, seconds per optimizer step and the peak resident memory of the
 process (``wait4``'s ``ru_maxrss``), then LoRA's difference and ratios against full fine-tuning.
-Both modes run the same epochs and batch size; each has its own learning rate (LoRA wants one about
-ten times higher), given on the command line and printed with the figures.
+Both modes run the same batch size; each has its own learning rate (LoRA wants one about ten times
+higher), and LoRA may have its own warm-up share and epochs (``--warmup-lora``, ``--epochs-lora``), all
+printed with the figures. ``--modes lora --reference OLD.json`` runs LoRA only and compares it with the
+full fine-tuning rows of an earlier ``--out`` file (same data and seeds; checked).
 
     python benchmarks/lora_vs_full.py --data sst2 --seeds 1,2,3 --out runs/lora-sst2.json
 """
@@ -56,16 +58,19 @@ def run(name: str, mode: str, seed: int, args: argparse.Namespace, folder: Path)
     task, metric, _ = SETS[name]
     out = folder / f"{name}-{mode}-{seed}"
     lr = args.lr_lora if mode == "lora" else args.lr_full
+    epochs = args.epochs_lora if mode == "lora" else args.epochs
     cmd = [
         sys.executable, "-m", "bertkit.cli.app", "finetune", task, "--model", args.model,
         *data_flags(name, args, folder), "--out", str(out), "--overwrite",
-        "--epochs", str(args.epochs), "--lr", str(lr), "--batch-size", str(args.batch_size),
+        "--epochs", str(epochs), "--lr", str(lr), "--batch-size", str(args.batch_size),
         "--max-length", "128", "--seed", str(seed), "--output.plot", "false",
         "--output.checkpoint", "false",
     ]  # fmt: skip
     if mode == "lora":
         cmd += ["--peft", "lora", "--lora.r", str(args.r), "--lora.alpha", str(2 * args.r)]
         cmd += ["--lora.targets", args.targets]
+        if args.warmup_lora is not None:  # otherwise bertkit's default share
+            cmd += ["--train.warmup_ratio", str(args.warmup_lora)]
     log_path = out.with_suffix(".log")
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -82,6 +87,8 @@ def run(name: str, mode: str, seed: int, args: argparse.Namespace, folder: Path)
         "mode": mode,
         "seed": seed,
         "lr": lr,
+        "epochs": epochs,
+        "warmup_ratio": args.warmup_lora if mode == "lora" else None,
         metric: metrics["after"][metric],
         "split": metrics["split"],
         "trainable": int(trainable.replace(",", "")),
@@ -105,6 +112,7 @@ def summary(rows: list[dict], metric: str) -> dict:
             "seconds_per_step": statistics.fmean(r["seconds_per_step"] for r in rs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
             "lr": rs[0]["lr"],
+            "epochs": rs[0].get("epochs"),
         }
     full, lora = out["full"], out["lora"]
     out["lora_minus_full_points"] = 100 * (lora["mean"] - full["mean"])
@@ -116,14 +124,17 @@ def summary(rows: list[dict], metric: str) -> dict:
 
 def report(name: str, rows: list[dict], s: dict, machine: dict, args: argparse.Namespace) -> None:
     _, metric, _ = SETS[name]
-    print(f"\n{name}: {metric} on {rows[0]['split']}; {args.epochs} epochs, batch {args.batch_size}; "
+    warmup = "bertkit's default" if args.warmup_lora is None else args.warmup_lora
+    print(f"\n{name}: {metric} on {rows[0]['split']}; full {args.epochs} epochs, LoRA {args.epochs_lora} "
+          f"epochs (warm-up share {warmup}), batch {args.batch_size}; "
           f"LoRA r={args.r} alpha={2 * args.r} on {args.targets}")  # fmt: skip
     print(
         f"CPU: {machine['cpu']}; matmul peak "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in machine["peak"].items())
     )
     for r in rows:
-        print(f"  {r['mode']:<5} seed {r['seed']}: {metric} {r[metric]:.4f}")
+        origin = " (reference)" if r.get("reference") else ""
+        print(f"  {r['mode']:<5} seed {r['seed']}: {metric} {r[metric]:.4f}{origin}")
     for mode in ("full", "lora"):
         m = s[mode]
         print(
@@ -137,6 +148,21 @@ def report(name: str, rows: list[dict], s: dict, machine: dict, args: argparse.N
     )
 
 
+def reference_rows(path: Path | None, name: str, seeds: list[int], modes: list[str]) -> list[dict]:
+    """The rows of ``modes`` for ``seeds`` from an earlier ``--out`` file, marked as the reference."""
+    if not modes:
+        return []
+    if path is None:
+        raise SystemExit(f"--modes leaves out {','.join(modes)}: give --reference OLD.json for it")
+    old = json.loads(path.read_text())["runs"]
+    rows = [{**r, "reference": str(path)} for r in old if r["mode"] in modes and r["data"] == name]
+    have = {(r["mode"], r["seed"]) for r in rows}
+    missing = [f"{m} seed {s}" for m in modes for s in seeds if (m, s) not in have]
+    if missing:
+        raise SystemExit(f"{path}: no {', '.join(missing)} for {name}")
+    return [r for r in rows if r["seed"] in seeds]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -147,23 +173,30 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=4000, help="SST-2 training sentences sampled")
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--epochs", type=float)
+    parser.add_argument("--epochs-lora", type=float, help="LoRA's epochs (default: --epochs)")
+    parser.add_argument("--warmup-lora", type=float, help="LoRA's warm-up share (default: bertkit's)")
     parser.add_argument("--lr-full", type=float)
     parser.add_argument("--lr-lora", type=float)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--targets", default="query,value")
+    parser.add_argument("--modes", default="full,lora", help="which modes to run")
+    parser.add_argument("--reference", type=Path, help="an earlier --out: rows of the modes not run")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     for key, value in SETS[args.data][2].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.epochs_lora = args.epochs if args.epochs_lora is None else args.epochs_lora
     args.model = args.model or minilm_dir()
     machine = {"cpu": cpu_name(), "peak": matmul_peak_gflops()}
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="lora_bench_"))
     folder.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = [run(args.data, mode, seed, args, folder) for seed in seeds for mode in ("full", "lora")]
+    modes = args.modes.split(",")
+    reused = reference_rows(args.reference, args.data, seeds, [m for m in ("full", "lora") if m not in modes])
+    rows = reused + [run(args.data, mode, seed, args, folder) for seed in seeds for mode in modes]
     s = summary(rows, SETS[args.data][1])
     report(args.data, rows, s, machine, args)
     if args.out:

@@ -1,6 +1,7 @@
 """Atomic writes: a file or a whole folder is written under a temporary name, then renamed into place.
 
-A crash leaves either the old version or the new one under the final name, never half of one.
+A crash leaves either the old version or the new one under the final name, never half of one. A write
+that fails (disk full, read-only folder) is a ``WriteError`` naming the path, the old version kept.
 """
 
 from __future__ import annotations
@@ -14,28 +15,52 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bertkit.errors import BertkitError
+
 UMASK = os.umask(0)
 os.umask(UMASK)  # reading the umask means setting it; put it straight back
 
 
+class WriteError(BertkitError, OSError):
+    """An output that could not be written (disk full, read-only folder); what was there is kept. An
+    ``OSError`` too, so that code which handles failed writes still sees one."""
+
+
+@contextlib.contextmanager
+def write_errors_named(path: str | Path, kept: str = "what was there before is kept") -> Iterator[None]:
+    """Turn a failed write under the block into a ``WriteError`` that names ``path`` and the reason."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {err.strerror or err}; {kept}") from err
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    Failing to make the temporary file or to rename it is a ``WriteError``; what the block raises is
+    its own (the block may read as well as write)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; a model or data file should follow the umask
+    with write_errors_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
     try:
+        with write_errors_named(path):
+            os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; a model or data file follows the umask
         yield Path(tmp)
-        os.replace(tmp, path)
+        with write_errors_named(path):
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, write_errors_named(path):
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -52,15 +77,18 @@ def atomic_dir_files(out_dir: str | Path) -> Iterator[Path]:
     directory with a new config always has the weights that go with it.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=".saving-"))
+    with write_errors_named(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=".saving-"))
     try:
         yield scratch
         files = sorted((p for p in scratch.rglob("*") if p.is_file()), key=lambda p: p.name == "config.json")
         for src in files:
             dest = out_dir / src.relative_to(scratch)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+            with write_errors_named(dest):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(src, 0o666 & ~UMASK)  # safetensors writes 0600, like mkstemp: follow the umask
+                os.replace(src, dest)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -90,12 +118,19 @@ def swap_folder(scratch: Path, folder: Path) -> None:
     the aside copy, which ``recover_aside`` puts back.
     """
     for path in sorted(scratch.iterdir()):
+        os.chmod(path, 0o666 & ~UMASK)
         fsync_path(path)
+    os.chmod(scratch, 0o777 & ~UMASK)  # mkdtemp makes 0700; the folder follows the umask like its files
     fsync_path(scratch)
     old = aside(folder)
     if folder.exists():
         os.replace(folder, old)
-    os.replace(scratch, folder)
+    try:
+        os.replace(scratch, folder)
+    except OSError:
+        if old.exists():
+            os.replace(old, folder)  # the previous version goes back under its name
+        raise
     fsync_path(folder.parent)
     shutil.rmtree(old, ignore_errors=True)
 

@@ -90,6 +90,14 @@ class ModelConfig:
     )
     freeze_embeddings: bool = option(False, "do not train the embedding layer")
     freeze_layers: int = option(0, "do not train the bottom K encoder layers", ge=0)
+    cache_frozen: bool = option(
+        True,
+        "with the embeddings and bottom layers frozen, compute their output once per window and reuse it "
+        "at every epoch and dev evaluation (the frozen part then runs without dropout)",
+    )
+    frozen_dropout: bool = option(
+        True, "dropout in the frozen layers when they are not cached (false: what the cache computes)"
+    )
     dropout: float | None = option(None, "override the model's hidden dropout probability", ge=0, lt=1)
     peft: str = option(
         "none",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import pickletools
@@ -374,3 +375,144 @@ def test_clean_orphans_removes_what_killed_writers_left(tmp_path):
     (tmp_path / ".hidden-by-the-user").write_text("mine")
     clean_orphans(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden-by-the-user", "metrics.json"]
+
+
+# --- a write that fails: disk full, read-only directory -----------------------------------------------
+
+DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def fill_disk_at(monkeypatch, target: str) -> None:
+    """The checkpoint's weights (safetensors' own error type) or its training state fails to write."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        if target == "weights":
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        raise DISK_FULL
+
+    monkeypatch.setattr(*((safetensors.torch, "save_file") if target == "weights" else (torch, "save")), full)
+
+
+@pytest.mark.parametrize("target", ["weights", "state"])
+def test_a_full_disk_during_a_checkpoint_is_a_write_error_and_keeps_the_previous_one(
+    tmp_path, monkeypatch, target
+):
+    from bertkit.errors import BertkitError
+
+    ckpt = tmp_path / "checkpoint"
+    model = torch.nn.Linear(3, 2)
+    save_training_state(ckpt, model, {"step": 1})
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    fill_disk_at(monkeypatch, target)
+    with pytest.raises(atomic.WriteError) as info:
+        save_training_state(ckpt, model, {"step": 2})
+    monkeypatch.undo()
+    message = str(info.value)
+    assert message.startswith(f"cannot write {ckpt}: ") and message.endswith(
+        "; the previous checkpoint is kept"
+    )
+    assert "No space left on device" in message
+    assert isinstance(info.value, BertkitError) and isinstance(info.value, OSError)
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+    assert load_training_state(ckpt, torch.nn.Linear(3, 2)) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # the half-written one is gone
+
+
+def test_a_safetensors_error_that_is_not_about_the_disk_is_not_called_a_write_error(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def refuses(*args, **kwargs):
+        raise SafetensorError("tensors share memory")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", refuses)
+    with pytest.raises(SafetensorError, match="share memory"):
+        save_training_state(tmp_path / "checkpoint", torch.nn.Linear(3, 2), {"step": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_a_model_save_keeps_the_model_there(tiny_bert, tmp_path, monkeypatch):
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    out = tmp_path / "model"
+    save_model(token_classifier(tiny_bert, seed=0), tokenizer, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
+    with pytest.raises(
+        atomic.WriteError, match=rf"^cannot write {out}: .*No space left.*; the model there is kept$"
+    ):
+        save_model(token_classifier(tiny_bert, seed=1), tokenizer, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert leftovers(out) == []
+
+
+def test_a_full_disk_during_write_text_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        real(self, "half")  # what reached the disk before it filled
+        raise DISK_FULL
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(atomic.WriteError) as info:
+        write_json(path, {"f1": 1.0})
+    monkeypatch.undo()
+    assert str(info.value) == f"cannot write {path}: No space left on device; what was there before is kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"] and path.read_text() == "old"
+
+
+def test_a_directory_that_refuses_new_files_is_a_write_error_naming_the_file(tmp_path, monkeypatch):
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refused)
+    with pytest.raises(atomic.WriteError, match=rf"^cannot write {tmp_path / 'run.yaml'}: Permission denied"):
+        write_text(tmp_path / "run.yaml", "task: ner\n")
+
+
+def test_an_error_of_the_block_itself_is_not_relabelled(tmp_path):
+    # the block may read (a download, an input file): its OSError is its own, not a failed write
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "out.txt"):
+        (tmp_path / "no-such-input").read_text()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_rename_into_place_puts_the_previous_folder_back(tmp_path, monkeypatch):
+    folder, scratch = tmp_path / "checkpoint", tmp_path / ".checkpoint.new.tmp"
+    folder.mkdir()
+    (folder / "state").write_text("old")
+    scratch.mkdir()
+    (scratch / "state").write_text("new")
+    real = os.replace
+
+    def refuse_the_new_one(src, dst):
+        if Path(src) == scratch:
+            raise DISK_FULL
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", refuse_the_new_one)
+    with pytest.raises(OSError, match="No space left"):
+        atomic.swap_folder(scratch, folder)
+    assert (folder / "state").read_text() == "old" and not atomic.aside(folder).exists()
+
+
+def test_saved_models_and_checkpoints_follow_the_umask(tiny_bert, tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_model(token_classifier(tiny_bert), AutoTokenizer.from_pretrained(tiny_bert), tmp_path / "model")
+        save_training_state(tmp_path / "checkpoint", torch.nn.Linear(3, 2), {"step": 1})
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "model").iterdir(), *(tmp_path / "checkpoint").iterdir()]
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o644 for p in files}
+    assert (tmp_path / "checkpoint").stat().st_mode & 0o777 == 0o755

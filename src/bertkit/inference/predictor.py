@@ -89,7 +89,9 @@ class Predictor:
         if engine == "onnx":
             model = OnnxModel.load(model_dir, precision, thread_count(threads))
         else:
-            model = task.model_class.from_pretrained(str(require_weights(Path(model_dir))))
+            model = task.model_class.from_pretrained(
+                str(require_weights(Path(model_dir))), trust_remote_code=False, weights_only=True
+            )
             if precision == "int8":
                 model = quantize_torch_int8(model)
             elif runtime.precision == "bf16" and task.bf16_weights:
@@ -238,7 +240,7 @@ def saved_run_config(model_dir: str | Path, task_options: dict[str, Any] | None 
 
 def task_from_architecture(model_dir: Path) -> str:
     """The family whose model class heads this architecture (``BertForTokenClassification`` -> ner)."""
-    config = AutoConfig.from_pretrained(str(model_dir))
+    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
     for arch in config.architectures or []:
         for name, task_cls in TASKS.items():
             if arch.endswith(task_cls.model_class.__name__.removeprefix("AutoModel")):
@@ -247,4 +249,5 @@ def task_from_architecture(model_dir: Path) -> str:
 
 
 def hf_labels(model_dir: str | Path) -> dict[int, str]:
-    return {int(k): v for k, v in AutoConfig.from_pretrained(str(model_dir)).id2label.items()}
+    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
+    return {int(k): v for k, v in config.id2label.items()}

@@ -2,11 +2,15 @@
 
 Hub ids and local directories load the same way; remote code stays off unless the user asks. A model
 that cannot be found or read, or a window longer than its positions, is one clear line before any work.
+Weights are never unpickled as arbitrary objects, and a config.json whose sizes do not fit its weights is
+refused, naming the tensors, instead of training from weights transformers quietly started at random.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,16 +126,77 @@ def load_model(auto_class: Any, cfg: ModelConfig, **config_kwargs: Any) -> torch
     if cfg.dropout is not None:
         config_kwargs["hidden_dropout_prob"] = cfg.dropout
     config = load_config(cfg, **config_kwargs)
+    name = require_model_name(cfg)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the new head as "missing"; we say it once
     try:
-        model = auto_class.from_pretrained(
-            cfg.name_or_path, config=config, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+        model, info = auto_class.from_pretrained(
+            name,
+            config=config,
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            weights_only=True,  # a pytorch_model.bin is read as tensors, never as arbitrary objects
+            ignore_mismatched_sizes=True,  # the mismatches come back in ``info``, named by check_weights_fit
+            output_loading_info=True,
         )
+    except pickle.UnpicklingError as err:
+        raise BertkitError(refused_pickle(name, err)) from None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise BertkitError(f"cannot load the weights of {name}: {first_line(err)}") from err
     finally:
         hf_logging.set_verbosity(verbosity)
+    check_weights_fit(name, model, info)
     freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info("model %s: %s parameters, %s trainable", cfg.name_or_path, f"{total:,}", f"{trainable:,}")
     return model
+
+
+def refused_pickle(name: str, err: Exception) -> str:
+    """Why a pickled weights file was not loaded, naming what it tried to import (``posix.system``)."""
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"{name}: refused its PyTorch weights file: it holds pickled objects other than tensors{what}, "
+        "which would run code when loaded; bertkit reads .bin weights with weights_only=True only. "
+        "Use a model.safetensors from a source you trust"
+    )
+
+
+def check_weights_fit(name: str, model: torch.nn.Module, info: dict[str, Any]) -> None:
+    """Refuse weights whose shapes differ from what config.json builds (hidden_size, vocab_size, ...), or
+    a config that builds pretrained parts (layers) the weights do not hold. A new head and a pooler the
+    checkpoint lacks are normal: those start random, as fine-tuning expects. Weights the config has no
+    place for (a 12-layer checkpoint cut to 6 layers on purpose) are only reported."""
+    mismatched = sorted(info.get("mismatched_keys", ()), key=lambda item: item[0])
+    if mismatched:
+        shown = "; ".join(
+            f"{key} is {list(saved)} in the weights, {list(built)} by config.json"
+            for key, saved, built in mismatched[:3]
+        )
+        more = f" (and {len(mismatched) - 3} more)" if len(mismatched) > 3 else ""
+        raise BertkitError(f"{name}: config.json does not match the weights: {shown}{more}")
+    missing = sorted(key for key in info.get("missing_keys", ()) if is_pretrained_part(model, key))
+    if missing:
+        raise BertkitError(
+            f"{name}: config.json builds {len(missing)} weights of the pretrained model that the weights "
+            f"file does not hold (first: {', '.join(missing[:3])}); its sizes do not match the weights"
+        )
+    unused = sorted(key for key in info.get("unexpected_keys", ()) if is_pretrained_part(model, key))
+    if unused:
+        log.warning(
+            "%s: %d weights have no place in the model config.json builds and are not used (first: %s)",
+            name,
+            len(unused),
+            ", ".join(unused[:3]),
+        )
+
+
+def is_pretrained_part(model: torch.nn.Module, key: str) -> bool:
+    """Whether ``key`` (the model's name or the checkpoint's, with or without the body's prefix) names a
+    weight of the pretrained body other than its pooler, not one of the task head."""
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    body = getattr(model, "base_model", model)
+    part = key.removeprefix(prefix).split(".")[0]
+    return part != "pooler" and part in dict(body.named_children())

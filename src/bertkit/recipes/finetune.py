@@ -36,6 +36,7 @@ from bertkit.reporting.tables import format_table
 from bertkit.tasks import make_task
 from bertkit.training import distributed
 from bertkit.training.checkpoint import load_weights, save_model
+from bertkit.training.frozen_cache import with_cache
 from bertkit.training.loop import TrainLog, fit
 from bertkit.training.runtime import make_runtime, seed_everything
 from bertkit.training.state import run_fingerprint
@@ -108,11 +109,14 @@ def finetune(
 
     saved_tokenizer = task.saved_tokenizer(tokenizer)
     dev_task, dev_records, dev_selected = task.selection(dev, dev_features)
+    train_task, dev_task = with_cache(
+        model, (task, dev_task), (train_features, dev_selected), cfg.model, runtime, eval_batch, out
+    )
     train_log = TrainLog(out / "train_log.jsonl" if main else None)
     try:
         state = fit(
             model,
-            task,
+            train_task,
             InMemoryFeatures(train_features),
             dataclasses.replace(cfg.train, resume=resume_from),
             runtime,

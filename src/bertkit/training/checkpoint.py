@@ -2,20 +2,23 @@
 
 A checkpoint (weights + training state) is one atomic unit: written and fsynced under a temporary
 directory, then swapped into place, so a kill at any moment leaves the previous checkpoint or the new
-one, never a mix. Loads never unpickle arbitrary objects: weights come from safetensors, training
-state from ``torch.load(weights_only=True)``.
+one, never a mix; a write that fails (disk full, read-only directory) is one ``WriteError`` naming the
+directory, the previous checkpoint kept. Loads never unpickle arbitrary objects: weights come from
+safetensors, training state from ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bertkit.atomic import atomic_dir_files, recover_aside, swap_folder
+from bertkit.atomic import WriteError, atomic_dir_files, recover_aside, swap_folder, write_errors_named
 
 STATE_FILE = "training_state.pt"
 MODEL_STATE_FILE = "model.safetensors"
@@ -31,7 +34,7 @@ def save_model(
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # its "Writing model shards" bar would cut through the training bar
     try:
-        with atomic_dir_files(out_dir) as scratch:
+        with atomic_dir_files(out_dir) as scratch, io_errors_named(out_dir, "the model there is kept"):
             extra = {} if state_dict is None else {"state_dict": state_dict}
             model.save_pretrained(scratch, safe_serialization=True, **extra)
             tokenizer.save_pretrained(scratch)
@@ -52,14 +55,32 @@ def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dic
 
     ckpt_dir = Path(ckpt_dir)
     parent = ckpt_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    recover_checkpoint(ckpt_dir)
-    scratch = Path(tempfile.mkdtemp(dir=parent, prefix=f".{ckpt_dir.name}.", suffix=".tmp"))
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(dedupe_shared(weights), str(scratch / MODEL_STATE_FILE))
-    with open(scratch / STATE_FILE, "wb") as f:
-        torch.save(state, f)
-    swap_folder(scratch, ckpt_dir)
+    with io_errors_named(ckpt_dir, "the previous checkpoint is kept"):
+        parent.mkdir(parents=True, exist_ok=True)
+        recover_checkpoint(ckpt_dir)
+        scratch = Path(tempfile.mkdtemp(dir=parent, prefix=f".{ckpt_dir.name}.", suffix=".tmp"))
+        try:
+            weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+            save_file(dedupe_shared(weights), str(scratch / MODEL_STATE_FILE))
+            with open(scratch / STATE_FILE, "wb") as f:
+                torch.save(state, f)
+            swap_folder(scratch, ckpt_dir)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)  # a failed write's half; gone after a swap
+
+
+@contextlib.contextmanager
+def io_errors_named(path: Path | str, kept: str) -> Iterator[None]:
+    """``atomic.write_errors_named``, for safetensors' I/O errors too (not OSErrors, but the same)."""
+    from safetensors import SafetensorError
+
+    with write_errors_named(path, kept):
+        try:
+            yield
+        except SafetensorError as err:
+            if "I/O error" not in str(err):
+                raise
+            raise WriteError(f"cannot write {path}: {err}; {kept}") from err
 
 
 def load_training_state(ckpt_dir: str | Path, model: torch.nn.Module) -> dict[str, Any]:

@@ -93,25 +93,28 @@ def fit(
     if runtime.is_main:
         train_log.start(state.step if saved is not None else None)
     run = Run(model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint)
-    with StopRequest() as stop:
-        while state.step < state.total_steps and not state.stopped_early:
-            batches = epoch_batches(source.lengths, global_batch, cfg.seed + state.epoch)
-            for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
-                end_of_epoch = run.optimizer_step(batches)
-                evaluated = False
-                if evaluate and eval_due(cfg, state.step, end_of_epoch, state.total_steps):
-                    run_eval(model, task, evaluate, on_best, cfg, state, train_log, runtime)
-                    evaluated = True
-                    if on_eval:
-                        on_eval(state.step, state.history[-1])
-                done = state.step >= state.total_steps or state.stopped_early
-                signum = distributed.max_across(stop.signum or 0)  # a signal to one rank stops them all
-                if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or signum):
-                    run.save(checkpoint_dir)
-                if signum:
-                    raise Interrupted(signum, state.step, checkpoint_dir)
-                if done:
-                    break
+    try:
+        with StopRequest() as stop:
+            while state.step < state.total_steps and not state.stopped_early:
+                batches = epoch_batches(source.lengths, global_batch, cfg.seed + state.epoch)
+                for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
+                    end_of_epoch = run.optimizer_step(batches)
+                    evaluated = False
+                    if evaluate and eval_due(cfg, state.step, end_of_epoch, state.total_steps):
+                        run_eval(model, task, evaluate, on_best, cfg, state, train_log, runtime)
+                        evaluated = True
+                        if on_eval:
+                            on_eval(state.step, state.history[-1])
+                    done = state.step >= state.total_steps or state.stopped_early
+                    signum = distributed.max_across(stop.signum or 0)  # a signal to one rank stops them all
+                    if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or signum):
+                        run.save(checkpoint_dir)
+                    if signum:
+                        raise Interrupted(signum, state.step, checkpoint_dir)
+                    if done:
+                        break
+    finally:
+        run.bar.close()  # first: a message on why the run stopped then starts its own line
     run.close()
     distributed.barrier()  # rank 0's last saves are on disk before any rank reads them back
     return state
@@ -138,7 +141,6 @@ class Run:
         self.fingerprint = fingerprint
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.loss_module: torch.nn.Module | None = None  # made with the first batch (see loss_module)
-        self.smoothed: float | None = None
         self.bar = tqdm(
             total=state.total_steps,
             initial=state.step,
@@ -177,7 +179,9 @@ class Run:
             state.batch_in_epoch = i + 1
             shares.append(loss.item() * len(mine) / len(idx))  # summed over ranks: the batch's mean
         for value in distributed.sum_across(shares):
-            self.smoothed = value if self.smoothed is None else 0.9 * self.smoothed + 0.1 * value
+            # kept in the loop state, so that a resumed run logs the losses of one that never stopped
+            before = state.smoothed_loss
+            state.smoothed_loss = value if before is None else 0.9 * before + 0.1 * value
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
         self.optimizer.step()
@@ -186,7 +190,7 @@ class Run:
         state.step += 1
         state.train_seconds += time.perf_counter() - started
         lr = self.scheduler.get_last_lr()[0]
-        report_step(self.bar, self.train_log, state, self.smoothed, lr, cfg.log_every)
+        report_step(self.bar, self.train_log, state, state.smoothed_loss, lr, cfg.log_every)
         end_of_epoch = state.batch_in_epoch == len(batches)
         if end_of_epoch:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0

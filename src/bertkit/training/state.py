@@ -43,6 +43,7 @@ class LoopState:
     total_steps: int = 0  # the scheduler's length, restored as saved rather than recomputed
     examples: int = 0
     train_seconds: float = 0.0
+    smoothed_loss: float | None = None  # the loss the log shows, smoothed over the steps before
     best_metric: float | None = None
     best_step: int = 0
     evals_without_gain: int = 0
@@ -68,6 +69,9 @@ def run_fingerprint(cfg: RunConfig, files: dict[str, str]) -> dict[str, Any]:
     for name, value in dataclasses.asdict(cfg.model).items():
         if name not in MODEL_EXCLUDED:
             out[f"model.{name}"] = local_path(value) if name == "name_or_path" else value
+    if not (cfg.model.freeze_embeddings or cfg.model.freeze_layers):  # they matter only with frozen layers
+        out.pop("model.cache_frozen")
+        out.pop("model.frozen_dropout")
     if cfg.model.peft == "none":  # the adapter options matter only with adapters (and old runs had none)
         out.pop("model.peft")
     else:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bertkit.atomic import write_text
+from bertkit.atomic import write_errors_named, write_text
 
 
 class TrainLog:
@@ -34,8 +34,9 @@ class TrainLog:
 
     def write(self, event: str, **data: Any) -> None:
         if self.file:
-            self.file.write(json.dumps({"event": event, **data}) + "\n")
-            self.file.flush()
+            with write_errors_named(self.path, "the lines before are kept"):  # a full disk: one clear line
+                self.file.write(json.dumps({"event": event, **data}) + "\n")
+                self.file.flush()
 
     def close(self) -> None:
         if self.file:
