@@ -64,11 +64,12 @@ def add_lora(
     of ``new_tokens`` (entity markers, control codes) train in full and are saved with the adapter."""
     import peft
 
+    targets = adapter_targets(model, cfg.targets, trained_whole)
     config = peft.LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
-        target_modules=adapter_targets(model, cfg.targets, trained_whole),
+        target_modules=targets,
         modules_to_save=list(trained_whole) or None,
         trainable_token_indices={WORD_EMBEDDINGS: list(new_tokens)} if new_tokens else None,
     )
@@ -79,7 +80,7 @@ def add_lora(
     log.info(
         "LoRA r=%d on %d layers (%s), trained whole: %s%s; %s of %s parameters trainable (%.2f%%)",
         cfg.r,
-        len(config.target_modules),
+        len(targets),  # peft folds config.target_modules into name suffixes: count our own list
         ",".join(cfg.targets),
         ", ".join(trained_whole) or "nothing",
         f", {len(new_tokens)} added token embeddings" if new_tokens else "",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import read_lines
+from bertkit.data.readers import json_limit, read_lines
 from bertkit.data.readers.jsonl import parse_json_record
 
 # The row splitting, CSV quoting with line numbers and blank-line policy of the classification tables.
@@ -425,6 +425,8 @@ def _json_array(text: str, path: str) -> Iterator[tuple[Any, int]]:
         return text.count("\n", 0, offset) + 1
 
     pos = _JSON_SPACE.match(text, 0).end()
+    if not text.strip():
+        raise BadInputError(path, 0, "the file is empty: expected a JSON array of conversations")
     if not text.startswith("[", pos):
         raise BadInputError(path, line_at(pos), "expected a JSON array of conversations, starting with '['")
     pos = _JSON_SPACE.match(text, pos + 1).end()
@@ -436,6 +438,8 @@ def _json_array(text: str, path: str) -> Iterator[tuple[Any, int]]:
             raise BadInputError(
                 path, err.lineno, f"not valid JSON ({err.msg} at column {err.colno})"
             ) from None
+        except (RecursionError, ValueError) as err:  # nesting deeper than the stack, a huge integer
+            raise BadInputError(path, line_at(pos), f"the conversation is {json_limit(err)}") from None
         line, counted = line + text.count("\n", counted, pos), pos  # counted on, not from the start
         yield element, line
         pos = _JSON_SPACE.match(text, end).end()
