@@ -26,8 +26,8 @@ from lora_vs_full import sst2_subset
 DATA = Path(os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
 MODES = {
     "cached": [],
-    "uncached, no frozen dropout": ["--model.cache_frozen", "false", "--model.frozen_dropout", "false"],
-    "uncached, frozen dropout": ["--model.cache_frozen", "false"],
+    "uncached-no-frozen-dropout": ["--model.cache_frozen", "false", "--model.frozen_dropout", "false"],
+    "uncached-frozen-dropout": ["--model.cache_frozen", "false"],
 }
 
 
@@ -45,7 +45,7 @@ def run(mode: str, args: argparse.Namespace, folder: Path) -> dict:
             "--text-column",
             "sentence",
         ]
-    out = folder / mode.replace(" ", "_").replace(",", "")
+    out = folder / mode
     cmd = [
         sys.executable, "-m", "bertkit.cli.app", "finetune", task, "--model", args.model, *data,
         "--out", str(out), "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", "32",
@@ -78,13 +78,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--train-size", type=int, default=4000, help="SST-2 train sentences")
+    parser.add_argument("--modes", default=",".join(MODES), help="which of: " + ", ".join(MODES))
     parser.add_argument("--out", help="write the rows as JSON")
     args = parser.parse_args()
     args.model = args.model or minilm_dir()
     peaks = matmul_peak_gflops()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_frozen_") as tmp:
-        for mode in MODES:
+        for mode in args.modes.split(","):
             rows.append(run(mode, args, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
     print(f"\nCPU: {cpu_name()}; matmul peak " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
