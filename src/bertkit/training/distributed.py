@@ -189,15 +189,8 @@ def on_main(fn: Callable[[], T]) -> T:
     every rank (as a BertkitError), so no rank waits for a partner that has stopped."""
     if not active():
         return fn()
-    result, error = None, None
-    if dist.get_rank() == 0:
-        try:
-            result = fn()
-        except BertkitError as err:
-            error = str(err)
-    result, error = from_main((result, error))
-    if error is not None:
-        raise BertkitError(error)
+    result, error = from_main(on_rank_zero(fn))
+    raise_if(error)
     return result
 
 
@@ -206,16 +199,24 @@ def main_first(fn: Callable[[], T]) -> T:
     the tokenised corpus, the pretraining instances) instead of building it at the same time."""
     if not active():
         return fn()
-    result, error = None, None
-    if dist.get_rank() == 0:
-        try:
-            result = fn()
-        except BertkitError as err:
-            error = str(err)
-    error = from_main(error)
+    result, error = on_rank_zero(fn)
+    raise_if(from_main(error))
+    return result if dist.get_rank() == 0 else fn()
+
+
+def on_rank_zero(fn: Callable[[], T]) -> tuple[T | None, str | None]:
+    """On rank 0: ``fn``'s result, or the message of the BertkitError it raised; elsewhere nothing."""
+    if dist.get_rank() != 0:
+        return None, None
+    try:
+        return fn(), None
+    except BertkitError as err:
+        return None, str(err)
+
+
+def raise_if(error: str | None) -> None:
     if error is not None:
         raise BertkitError(error)
-    return fn() if dist.get_rank() != 0 else result
 
 
 def shard_records(

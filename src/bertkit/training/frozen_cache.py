@@ -131,13 +131,12 @@ class Replay(nn.Module):
 
 
 @contextlib.contextmanager
-def replayed(model: nn.Module, hidden: torch.Tensor | None) -> Iterator[None]:
-    """During one forward pass: the cached rows in place of the embeddings and the frozen layers."""
+def replayed(base: nn.Module, count: int, hidden: torch.Tensor | None) -> Iterator[None]:
+    """During one forward pass: the cached rows in place of the embeddings and the bottom ``count``
+    layers of ``base``."""
     if hidden is None:
         yield
         return
-    base = frozen_base(model)
-    count = frozen_layer_count(base)
     embeddings, layers = base.embeddings, base.encoder.layer
     base.embeddings, base.encoder.layer = Replay(hidden), layers[count:]
     try:
@@ -150,8 +149,9 @@ class CachedTask:
     """``task`` whose batches carry the cached rows of their windows, and whose forward passes replay
     them; every other attribute is the task's own."""
 
-    def __init__(self, task: Any, states: FrozenStates):
+    def __init__(self, task: Any, states: FrozenStates, base: nn.Module, count: int):
         self.task, self.states = task, states
+        self.base, self.count = base, count  # found once: the frozen part does not change
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.task, name)
@@ -164,11 +164,11 @@ class CachedTask:
         return batch
 
     def forward(self, model: nn.Module, batch: dict) -> Any:
-        with replayed(model, batch.get(HIDDEN)):
+        with replayed(self.base, self.count, batch.get(HIDDEN)):
             return self.task.forward(model, batch)
 
     def predict_step(self, model: nn.Module, batch: dict) -> Any:
-        with replayed(model, batch.get(HIDDEN)):
+        with replayed(self.base, self.count, batch.get(HIDDEN)):
             return self.task.predict_step(model, batch)
 
 
@@ -203,7 +203,7 @@ def with_cache(
         "embeddings and %d encoder layers frozen: their output is computed once (no dropout there)", count
     )
     states = compute_states(model, tasks[0], [*features[0], *features[1]], runtime, batch_size, folder)
-    return CachedTask(tasks[0], states), CachedTask(tasks[1], states)
+    return CachedTask(tasks[0], states, base, count), CachedTask(tasks[1], states, base, count)
 
 
 def no_dropout_below(base: nn.Module, count: int) -> None:
