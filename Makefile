@@ -34,8 +34,9 @@ fuzz: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks examples
 
+# the speed suite against Trainer(bf16=True), one table; `make bench QUICK=1` for the few-minute version
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/ner_vs_hf.py --out benchmarks/ner_vs_hf.json
+	mkdir -p runs && $(BIN)/bertkit bench $(if $(QUICK),--quick) --out runs/bench.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

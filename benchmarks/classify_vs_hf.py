@@ -23,13 +23,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
     TORCH_THREADS,
+    add_freeze_argument,
     add_hyper_arguments,
     add_run_arguments,
     bertkit_executable,
     bertkit_figures,
+    bertkit_freeze,
     bertkit_hyper,
     finish,
     forwarded_hyper,
+    freeze_reference,
     minilm_dir,
     peak_rss_mb,
     print_machine,
@@ -114,6 +117,7 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     model = hf.AutoModelForSequenceClassification.from_pretrained(
         args.model, num_labels=len(labels), id2label=dict(enumerate(label_list)), label2id=labels
     )
+    freeze_reference(model, args.freeze_layers)
     padding = "max_length" if variant == "B0" else False
     train_features, cut_train = encode(tokenizer, train, args.task, labels, args.max_length, padding)
     dev_features, cut_dev = encode(tokenizer, dev, args.task, labels, args.max_length, padding)
@@ -175,6 +179,7 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             "--output.checkpoint",
             "false",
             *bertkit_hyper(args),
+            *bertkit_freeze(args),
         ]
         subprocess.run(cmd, check=True)
         figures = bertkit_figures(out)
@@ -184,6 +189,7 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         "train_seconds": figures["train_seconds"],
         "accuracy": figures["metrics"]["after"]["accuracy"],
         "truncated": f"{figures['truncated_tokens']} (none)",
+        "tokens_per_example": figures["tokens_per_example"],
         "peak_rss_mb": peak_rss_mb(children=True),
     }
 
@@ -197,6 +203,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-size", type=int, default=4000, help="seeded sample of train (0: all)")
     p.add_argument("--sample-seed", type=int, default=0)
     add_hyper_arguments(p, HYPER)
+    add_freeze_argument(p)
     args = p.parse_args()
     args.model = args.model or minilm_dir()
     return args
@@ -224,9 +231,10 @@ def main() -> None:
     started = time.perf_counter()
     results = [run_variant_process(__file__, v, forwarded) for v in args.variants.split(",")]
     rows = [r for r in results if r is not None]
+    frozen = f", embeddings + {args.freeze_layers} layers frozen" if args.freeze_layers else ""
     print(
-        f"\n{args.task}: {args.train_size or 'all'} train examples, {args.epochs} epochs, dev accuracy "
-        f"({time.perf_counter() - started:.0f}s in all)"
+        f"\n{args.task}: {args.train_size or 'all'} train examples, {args.epochs} epochs{frozen}, "
+        f"dev accuracy ({time.perf_counter() - started:.0f}s in all)"
     )
     machine = print_machine()
     print_table(rows, "accuracy", [("truncated", "cut train/dev")])

@@ -86,13 +86,38 @@ def add_hyper_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any
         parser.add_argument(f"--{name}", type=type(defaults[name]), default=defaults[name])
 
 
+def add_freeze_argument(parser: argparse.ArgumentParser) -> None:
+    """``--freeze-layers K``: the embeddings and the bottom K encoder layers frozen in every variant."""
+    parser.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings + bottom K layers")
+
+
+def bertkit_freeze(args: argparse.Namespace) -> list[str]:
+    """bertkit's flags for ``--freeze-layers`` (its frozen-layer cache stays on, as by default)."""
+    if not args.freeze_layers:
+        return []
+    return ["--model.freeze_embeddings", "true", "--model.freeze_layers", str(args.freeze_layers)]
+
+
+def freeze_reference(model: Any, layers: int) -> None:
+    """What a Trainer user does to freeze the same part: ``requires_grad_(False)`` on it. The frozen
+    layers still run forward (with their dropout) at every step."""
+    if not layers:
+        return
+    base = model.base_model
+    base.embeddings.requires_grad_(False)
+    for layer in base.encoder.layer[:layers]:
+        layer.requires_grad_(False)
+
+
 def hyper_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name.replace("-", "_")) for name in BERTKIT_FLAGS}
 
 
 def forwarded_hyper(args: argparse.Namespace) -> list[str]:
-    """The hyper-parameter flags as the parent hands them to a variant's process."""
-    return [part for name, value in hyper_values(args).items() for part in (f"--{name}", str(value))]
+    """The hyper-parameter flags (and ``--freeze-layers``) as the parent hands them to a variant's process."""
+    hyper = [part for name, value in hyper_values(args).items() for part in (f"--{name}", str(value))]
+    frozen = ["--freeze-layers", str(args.freeze_layers)] if hasattr(args, "freeze_layers") else []
+    return hyper + frozen
 
 
 def bertkit_hyper(args: argparse.Namespace) -> list[str]:
@@ -145,6 +170,8 @@ def bertkit_figures(out_dir: Path) -> dict[str, Any]:
         "truncated_tokens": last["truncated_tokens"],
         "train_records": last["train_records"],
         "train_windows": last["train_windows"],
+        # real (unpadded) tokens per training window, for an MFU estimate (older logs lack the count)
+        "tokens_per_example": last.get("train_tokens", 0) / max(last["train_windows"], 1) or None,
         "metrics": metrics,
     }
 

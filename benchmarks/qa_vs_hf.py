@@ -269,6 +269,10 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         "f1": after["f1"] / 100,
         "exact_match": round(after["exact_match"], 2),
         "windows": figures["train_windows"],
+        # throughput counts questions: tokens per question, over all of its windows
+        "tokens_per_example": (figures["tokens_per_example"] or 0)
+        * figures["train_windows"]
+        / figures["train_records"],
         "peak_rss_mb": peak_rss_mb(children=True),
     }
 

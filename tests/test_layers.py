@@ -26,6 +26,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     # what the loop and inference stand on; reports read files and need no model
     4: (
         "training.runtime",
+        "training.threads",
         "training.distributed",
         "training.optim",
         "training.checkpoint",

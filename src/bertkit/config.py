@@ -132,6 +132,11 @@ class TrainConfig:
     threads: int = option(
         0, "CPU threads (0: $OMP_NUM_THREADS if set, else this process's share of the cores)", ge=0
     )
+    adapt_threads: bool = option(
+        True,
+        "on the CPU, use fewer threads while other processes keep cores busy and the full count again "
+        "when they stop (spinning threads lose half their fair share to a neighbour otherwise)",
+    )
     fast_dropout: bool = option(
         True,
         "on the CPU, draw dropout masks from 16 random bits per element (about 4x cheaper than torch's; "

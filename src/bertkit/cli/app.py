@@ -6,12 +6,24 @@ import argparse
 import logging
 import sys
 
-from bertkit.cli import curve, datasets, explain, export, finetune, inference, pretrain, probe, report, serve
+from bertkit.cli import (
+    bench,
+    curve,
+    datasets,
+    explain,
+    export,
+    finetune,
+    inference,
+    pretrain,
+    probe,
+    report,
+    serve,
+)
 from bertkit.cli.launch import launch, wants_launch
 from bertkit.errors import BertkitError
 from bertkit.training.distributed import close_process_group
 
-VERBS = (finetune, pretrain, inference, explain, serve, export, report, datasets, curve, probe)
+VERBS = (finetune, pretrain, inference, explain, serve, export, report, datasets, curve, probe, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from bertkit.data.batching import inference_batches
 from bertkit.tasks.base import EvaluationTask
 from bertkit.training import distributed
 from bertkit.training.runtime import Runtime, eval_mode, to_device
+from bertkit.training.threads import give_way
 
 
 def predict_features(
@@ -36,6 +37,7 @@ def predict_features(
     shown = desc is not None and getattr(runtime, "is_main", True)
     with eval_mode(model), runtime.autocast():
         for idx in tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=not shown):
+            give_way()
             batch = to_device(task.collate([features[i] for i in idx]), runtime.device)
             decoder.add(task.predict_step(model, batch), batch)
     return decoder.predictions()

@@ -63,7 +63,8 @@ def finetune(
     fingerprint = run_fingerprint(cfg, {k: v for k, v in paths.items() if k in ("train", "dev")})
     tokenizer = load_tokenizer(cfg.model)
     task = make_task(cfg, tokenizer)  # a task refuses options that do not fit together (qa's --doc-stride)
-    runtime = make_runtime(cfg.train.precision, cfg.train.threads)  # joins the process group under torchrun
+    # joins the process group under torchrun; starts the thread governor (bertkit.training.threads)
+    runtime = make_runtime(cfg.train.precision, cfg.train.threads, cfg.train.adapt_threads)
     main = runtime.is_main  # only rank 0 writes
     cfg = distributed.on_main(lambda: elastic_restart(cfg))
     out = distributed.on_main(lambda: prepare_out_dir(cfg))
@@ -155,6 +156,7 @@ def finetune(
         "train_end",
         **state.throughput(),
         train_windows=len(train_features),
+        train_tokens=sum(len(f.input_ids) for f in train_features),  # one pass, unpadded: for MFU
         train_records=len(train),
         truncated_tokens=truncated,
         stopped_early=state.stopped_early,

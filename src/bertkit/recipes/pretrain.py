@@ -67,7 +67,8 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     cfg = check_pretrain_config(cfg)
     p = cfg.task
     tokenizer = load_tokenizer(ModelConfig(name_or_path=p.tokenizer or p.init, revision=cfg.model.revision))
-    runtime = make_runtime(cfg.train.precision, cfg.train.threads)  # joins the process group under torchrun
+    # joins the process group under torchrun; starts the thread governor (bertkit.training.threads)
+    runtime = make_runtime(cfg.train.precision, cfg.train.threads, cfg.train.adapt_threads)
     main = runtime.is_main  # only rank 0 writes; it also builds the caches the other ranks then open
     cfg = distributed.on_main(lambda: elastic_restart(cfg))
     out = distributed.on_main(lambda: prepare_out_dir(cfg))  # a used --out is refused before tokenising

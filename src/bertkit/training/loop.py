@@ -34,6 +34,7 @@ from bertkit.training.optim import make_optimizer, make_scheduler
 from bertkit.training.runtime import Runtime, rng_state, set_rng_state, to_device
 from bertkit.training.signals import Interrupted, StopRequest
 from bertkit.training.state import LoopState, check_fingerprint
+from bertkit.training.threads import give_way
 from bertkit.training.train_log import TrainLog
 
 __all__ = ["LoopState", "TrainLog", "fit"]
@@ -99,6 +100,7 @@ def fit(
                 batches = epoch_batches(source.lengths, global_batch, cfg.seed + state.epoch)
                 for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
                     end_of_epoch = run.optimizer_step(batches)
+                    give_way()
                     evaluated = False
                     if evaluate and eval_due(cfg, state.step, end_of_epoch, state.total_steps):
                         run_eval(model, task, evaluate, on_best, cfg, state, train_log, runtime)

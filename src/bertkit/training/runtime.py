@@ -18,6 +18,7 @@ import torch
 
 from bertkit.errors import BertkitError
 from bertkit.training.distributed import init_process_group
+from bertkit.training.threads import start_governor
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def bf16_is_fast(device: torch.device) -> bool:
     )
 
 
-def make_runtime(precision: str = "auto", threads: int = 0) -> Runtime:
+def make_runtime(precision: str = "auto", threads: int = 0, adapt_threads: bool | None = None) -> Runtime:
     """The runtime of this process: its ranks, its device (``cuda:LOCAL_RANK`` where CUDA exists),
     and, under torchrun, its place in the process group (joined here)."""
     ranks = process_ranks()
@@ -105,6 +106,8 @@ def make_runtime(precision: str = "auto", threads: int = 0) -> Runtime:
         logging.getLogger("bertkit").setLevel(logging.WARNING)
     set_threads(threads, ranks.local_world_size)
     warn_if_one_thread_each(threads, ranks, device)
+    if adapt_threads is not None:  # None: leave the process's thread governor as it is
+        start_governor(adapt_threads, device)
     if precision == "auto":
         precision = "bf16" if bf16_is_fast(device) else "fp32"
     if ranks.rank == 0:
