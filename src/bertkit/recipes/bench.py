@@ -35,7 +35,7 @@ class Suite:
     references: tuple[str, ...] = ("B1-bf16", "B1")
     throughput: str = "train_examples_per_s"
     unit: str = "ex/s"
-    takes_model: bool = True  # the script has --model and --data-dir
+    takes_model: bool = True  # the script has --model
     mfu: bool = True  # frozen layers do less than a full step's work: no MFU for them
 
 
@@ -67,7 +67,7 @@ SUITES = {
         "SQuAD v1.1 (dev split by article), dev F1",
         "f1",
         full=("--epochs", "2"),
-        quick=("--train-size", "300", "--epochs", "1"),
+        quick=("--train-size", "300", "--dev-articles", "2", "--epochs", "1"),
     ),
     "seq2seq": Suite(
         "seq2seq_vs_hf.py",
@@ -96,16 +96,13 @@ def benchmarks_folder(given: str | None) -> Path:
     )
 
 
-def suite_command(
-    suite: Suite, folder: Path, quick: bool, model: str | None, data_dir: str | None
-) -> list[str]:
+def suite_command(suite: Suite, folder: Path, quick: bool, model: str | None) -> list[str]:
+    """The script's command line; the data folder reaches every script as $BERTKIT_DATA_DIR."""
     variants = ("bertkit", suite.references[0]) if quick else ("bertkit", *suite.references)
     cmd = [sys.executable, str(folder / suite.script), *(suite.quick if quick else suite.full)]
     cmd += ["--variants", ",".join(variants)]
     if suite.takes_model and model:
         cmd += ["--model", model]
-    if suite.takes_model and data_dir:
-        cmd += ["--data-dir", data_dir]
     return cmd
 
 
@@ -208,7 +205,7 @@ def bench(
         for name in suites:
             suite = SUITES[name]
             print(f"{name}: {suite.what} ({'quick' if quick else 'full'})", flush=True)
-            result = run_suite(name, suite_command(suite, folder, quick, model, data_dir), log_dir, data_dir)
+            result = run_suite(name, suite_command(suite, folder, quick, model), log_dir, data_dir)
             machine = machine or result["machine"]
             rows += suite_rows(name, suite, result, config)
             print(f"  done in {result['seconds']:.0f} s", flush=True)

@@ -34,6 +34,23 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=fused)
 
 
+def clip_gradients(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_norm: float) -> None:
+    """Clip the gradients of ``params`` to a global L2 norm of ``max_norm`` before ``optimizer.step()``.
+
+    For the fused AdamW the scaling happens inside the step: its kernel divides each gradient by
+    ``grad_scale`` as it reads it (the hook GradScaler uses), which saves ``clip_grad_norm_``'s extra
+    read-and-write pass over every gradient. The norm and the factor are clip_grad_norm_'s own.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not optimizer.defaults.get("fused"):
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, torch.nn.utils.get_total_norm(grads))
+        return
+    norm = torch.nn.utils.get_total_norm(grads)
+    # clip_grad_norm_ multiplies by min(1, max_norm / (norm + 1e-6)); the kernel divides by the inverse
+    coefficient = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    optimizer.grad_scale = (1.0 / coefficient).to(torch.float32)
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
