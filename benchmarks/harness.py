@@ -47,6 +47,8 @@ def trainer_arguments(variant: str, args: argparse.Namespace, output_dir: str) -
     length-grouped, B1-bf16 with Trainer's bf16."""
     from transformers import TrainingArguments
 
+    if variant == "B1-bf16" and not bf16_fast():
+        print("warning: B1-bf16 on a CPU without bf16 units is emulated (slow); B1 is the fair reference")
     return TrainingArguments(
         output_dir=output_dir,
         seed=args.seed,
@@ -174,6 +176,17 @@ def bertkit_figures(out_dir: Path) -> dict[str, Any]:
         "tokens_per_example": last.get("train_tokens", 0) / max(last["train_windows"], 1) or None,
         "metrics": metrics,
     }
+
+
+def bf16_fast() -> bool:
+    """Whether this CPU multiplies in bf16 natively. Where it does not, the references run in fp32: an
+    informed user does not turn on Trainer's bf16 there (emulated, it is several times slower), and
+    bertkit's ``auto`` precision picks fp32 there too."""
+    import torch
+
+    from bertkit.training.runtime import bf16_is_fast
+
+    return bf16_is_fast(torch.device("cpu"))
 
 
 def cpu_name() -> str:

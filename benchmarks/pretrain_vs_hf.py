@@ -29,6 +29,7 @@ from harness import (  # noqa: E402
     QUIET_TRAINER,
     TORCH_THREADS,
     bertkit_executable,
+    bf16_fast,
     peak_rss_mb,
     print_machine,
     run_variant_process,
@@ -102,7 +103,7 @@ def run_trainer(args: argparse.Namespace, work: Path, out: Path) -> dict[str, An
         weight_decay=0.01,
         warmup_steps=0.1,  # transformers 5: a float < 1 is the warm-up ratio
         **QUIET_TRAINER,
-        bf16=True,
+        bf16=bf16_fast(),  # fp32 on a CPU without bf16 units (harness.bf16_fast)
     )
     collator = hf.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     trainer = hf.Trainer(model=model, args=training_args, data_collator=collator, train_dataset=train)

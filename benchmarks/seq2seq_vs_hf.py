@@ -41,6 +41,7 @@ from harness import (  # noqa: E402
     add_run_arguments,
     bertkit_executable,
     bertkit_figures,
+    bf16_fast,
     finish,
     forwarded_hyper,
     minilm_dir,
@@ -243,7 +244,7 @@ def run_trainer(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, A
             warmup_steps=args.warmup_ratio,
             **QUIET_TRAINER,
             train_sampling_strategy="group_by_length",
-            bf16=True,
+            bf16=bf16_fast(),  # fp32 on a CPU without bf16 units (harness.bf16_fast)
         )
         trainer = Seq2SeqTrainer(
             model=model,

@@ -7,10 +7,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import sentence, synthetic_sentence, write_conll, write_rows
 
 from bertkit.errors import BertkitError
-from bertkit.recipes.bench import SUITES, benchmarks_folder, flops_per_token, format_table, suite_rows
+from bertkit.recipes.bench import (
+    SUITES,
+    benchmarks_folder,
+    flops_per_token,
+    format_table,
+    references,
+    suite_command,
+    suite_rows,
+)
+from bertkit.training.runtime import bf16_is_fast
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 MACHINE = {"cpu": "Some CPU (amx_bf16)", "matmul_gflops": {"float32": 200.0, "bfloat16": 800.0}}
@@ -80,18 +90,41 @@ def test_bench_quick_prints_one_table_of_bertkit_against_the_reference(tiny_bert
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     saved = json.loads(out.read_text())
     rows = {(r["suite"], r["variant"]): r for r in saved["rows"]}
+    # the informed user's reference: Trainer's bf16 only where this CPU has bf16 matrix units
+    reference = "B1-bf16" if bf16_is_fast(torch.device("cpu")) else "B1"
     assert set(rows) == {
         ("ner", "bertkit"),
-        ("ner", "B1-bf16"),
+        ("ner", reference),
         ("classify", "bertkit"),
-        ("classify", "B1-bf16"),
+        ("classify", reference),
     }
     for suite in ("ner", "classify"):
-        ours, ref = rows[(suite, "bertkit")], rows[(suite, "B1-bf16")]
-        assert ours["ratios"]["B1-bf16"] == pytest.approx(ours["throughput"] / ref["throughput"])
+        ours, ref = rows[(suite, "bertkit")], rows[(suite, reference)]
+        assert ours["ratios"] == {reference: pytest.approx(ours["throughput"] / ref["throughput"])}
         assert 0 <= ours["quality"] <= 1 and ours["peak_mb"] > 0 and 0 < ours["mfu"] < 1
     lines = done.stdout.splitlines()
     assert any(line.startswith("CPU: ") for line in lines)
     assert sum(line.split()[:2] == ["ner", "bertkit"] for line in lines) == 1
     # each suite's own output stays beside the table
     assert (tmp_path / "bench-logs" / "ner.log").is_file()
+
+
+def test_without_bf16_units_fp32_trainer_is_the_reference_and_mfu_uses_the_fp32_peak():
+    ner, pretrain = SUITES["ner"], SUITES["pretrain"]
+    assert references(ner, bf16=True) == ("B1-bf16", "B1")
+    assert references(ner, bf16=False) == ("B1",)
+    assert references(pretrain, bf16=False) == ("B1-bf16",)  # its script turns bf16 off itself
+    command = suite_command(ner, Path("benchmarks"), quick=True, model=None, bf16=False)
+    assert command[command.index("--variants") + 1] == "bertkit,B1"
+    result = {
+        "machine": MACHINE,
+        "rows": [
+            {"variant": "bertkit", "train_examples_per_s": 30.0, "f1": 0.5, "tokens_per_example": 10},
+            {"variant": "B1", "train_examples_per_s": 10.0, "f1": 0.49},
+        ],
+    }
+    config = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1}
+    rows = {r["variant"]: r for r in suite_rows("ner", ner, result, config, bf16=False)}
+    assert rows["bertkit"]["ratios"] == {"B1": 3.0}
+    flops = 3 * (2 * (4 * 64 + 2 * 128) + 4 * 10 * 8)
+    assert rows["bertkit"]["mfu"] == pytest.approx(30.0 * 10 * flops / 200e9)  # fp32 peak, not bf16's

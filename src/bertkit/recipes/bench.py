@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bertkit.atomic import write_json
 from bertkit.errors import BertkitError
+from bertkit.training.runtime import bf16_is_fast
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,21 @@ def benchmarks_folder(given: str | None) -> Path:
     )
 
 
-def suite_command(suite: Suite, folder: Path, quick: bool, model: str | None) -> list[str]:
+def references(suite: Suite, bf16: bool) -> tuple[str, ...]:
+    """The suite's references on this CPU. Without bf16 matrix units an informed user does not turn on
+    Trainer's bf16 (emulated, it runs several times slower than fp32; bertkit's ``auto`` precision picks
+    fp32 there too), so B1 in fp32 takes B1-bf16's place. Suites whose only reference is a bf16 one keep
+    it: their scripts turn its bf16 off on such a CPU (``harness.bf16_fast``)."""
+    if bf16:
+        return suite.references
+    fp32 = "B1" if "B1" in suite.references else "B1-bf16"
+    return tuple(dict.fromkeys(fp32 if ref == "B1-bf16" else ref for ref in suite.references))
+
+
+def suite_command(suite: Suite, folder: Path, quick: bool, model: str | None, bf16: bool = True) -> list[str]:
     """The script's command line; the data folder reaches every script as $BERTKIT_DATA_DIR."""
-    variants = ("bertkit", suite.references[0]) if quick else ("bertkit", *suite.references)
+    refs = references(suite, bf16)
+    variants = ("bertkit", refs[0]) if quick else ("bertkit", *refs)
     cmd = [sys.executable, str(folder / suite.script), *(suite.quick if quick else suite.full)]
     cmd += ["--variants", ",".join(variants)]
     if suite.takes_model and model:
@@ -127,10 +142,13 @@ def flops_per_token(config: dict[str, Any], tokens_per_example: float) -> float:
     return 3.0 * layers * (2 * (4 * h * h + 2 * h * i) + 4 * tokens_per_example * h)
 
 
-def suite_rows(name: str, suite: Suite, result: dict[str, Any], config: dict | None) -> list[dict]:
-    """The bench table's rows of one suite: throughput, ratios, quality, peak memory and MFU."""
+def suite_rows(
+    name: str, suite: Suite, result: dict[str, Any], config: dict | None, bf16: bool = True
+) -> list[dict]:
+    """The bench table's rows of one suite: throughput, ratios, quality, peak memory and MFU (against the
+    peak of the precision that bertkit trains in on this CPU)."""
     rows = {r["variant"]: r for r in result["rows"]}
-    peak = result["machine"]["matmul_gflops"]["bfloat16"] * 1e9
+    peak = result["machine"]["matmul_gflops"]["bfloat16" if bf16 else "float32"] * 1e9
     tokens = (rows.get("bertkit") or {}).get("tokens_per_example")  # the same data for every variant
     table = []
     for variant, r in rows.items():
@@ -140,7 +158,7 @@ def suite_rows(name: str, suite: Suite, result: dict[str, Any], config: dict | N
             mfu = speed * tokens * flops_per_token(config, tokens) / peak
         ratios = {
             ref: speed / rows[ref][suite.throughput]
-            for ref in suite.references
+            for ref in references(suite, bf16)
             if variant.startswith("bertkit") and ref in rows
         }
         table.append(
@@ -190,13 +208,21 @@ def bench(
     benchmarks: str | None = None,
     out: str | None = None,
     logs: str | None = None,
+    bf16: bool | None = None,
 ) -> list[dict]:
-    """Run ``suites`` one after another; print each as it ends and the whole table at the end."""
+    """Run ``suites`` one after another; print each as it ends and the whole table at the end.
+
+    ``bf16`` says whether this CPU multiplies in bf16 natively (found out when None): it picks the
+    references (see ``references``) and the peak that MFU is measured against."""
     unknown = sorted(set(suites) - set(SUITES))
     if unknown:
         raise BertkitError(f"unknown suites {unknown}; choose from {', '.join(SUITES)}")
     folder = benchmarks_folder(benchmarks)
     config = model_config(model)
+    if bf16 is None:
+        bf16 = bf16_is_fast(torch.device("cpu"))
+    if not bf16:
+        print("no bf16 matrix units on this CPU: references run in fp32 (B1 for B1-bf16), as bertkit does")
     rows, machine = [], {}
     with tempfile.TemporaryDirectory(prefix="bertkit_bench_") as tmp:
         # the scripts' own tables and output stay next to --out when there is one
@@ -205,9 +231,9 @@ def bench(
         for name in suites:
             suite = SUITES[name]
             print(f"{name}: {suite.what} ({'quick' if quick else 'full'})", flush=True)
-            result = run_suite(name, suite_command(suite, folder, quick, model), log_dir, data_dir)
+            result = run_suite(name, suite_command(suite, folder, quick, model, bf16), log_dir, data_dir)
             machine = machine or result["machine"]
-            rows += suite_rows(name, suite, result, config)
+            rows += suite_rows(name, suite, result, config, bf16)
             print(f"  done in {result['seconds']:.0f} s", flush=True)
     print(format_table(rows, machine))
     if out:
