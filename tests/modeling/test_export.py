@@ -83,14 +83,18 @@ def test_int8_onnx_stays_close_to_torch_with_and_without_reduce_range(exported, 
     path, names = exported
     settings = quantize_onnx_int8(path, tmp_path / "model.int8.onnx", vnni=vnni)
     assert settings == {"weight_type": "QInt8", "per_channel": True, "reduce_range": not vnni}
+    op_types = {node.op_type for node in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= op_types
     session = onnx_session(tmp_path / "model.int8.onnx")
     check_dynamic_axes(session, "model.int8.onnx")
+    if vnni and not cpu_has_vnni():
+        # full-range int8 is made for VNNI CPUs; AVX2's u8 x s8 kernels saturate on it (0.12 off here),
+        # which is why the default (vnni=None) picks reduce_range on such a CPU
+        pytest.skip("the full-range int8 model is checked for closeness only on a CPU with VNNI")
     agreement = compare(tagger, session, OTHER_SHAPES, names)
     assert agreement.max_abs_diff <= INT8_MAX_ABS_DIFF
     assert agreement.argmax_agreement >= INT8_ARGMAX_AGREEMENT
     assert agreement.max_abs_diff > 0  # it really is another model, not a copy of the fp32 one
-    op_types = {node.op_type for node in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
-    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= op_types
 
 
 def test_int8_torch_replaces_every_linear_and_stays_close(tagger):

@@ -72,7 +72,10 @@ def test_the_cached_run_equals_an_uncached_one_without_frozen_dropout(
     right = load_file(str(tmp_path / "uncached" / "checkpoint" / "model.safetensors"))
     start = load_file(str(tiny_bert / "model.safetensors"))
     for name in left:
-        torch.testing.assert_close(left[name], right[name], atol=1e-5, rtol=0)
+        # fp32 GEMMs over differently shaped batches round differently (an AVX2 CPU left 5e-5 here);
+        # Adam's normalised step turns such a rounding difference on a near-zero gradient into a
+        # sizeable share of lr (5e-3), so the bound is lr / 50, not float epsilon
+        torch.testing.assert_close(left[name], right[name], atol=1e-4, rtol=0)
     top = "bert.encoder.layer.1.output.dense.weight"
     assert not torch.equal(left[top], start[top.removeprefix("bert.")])  # the top trained
     frozen = "bert.encoder.layer.0.output.dense.weight"

@@ -49,7 +49,9 @@ def marker_run(qa_bert, tmp_path_factory) -> dict:
         "test": write_jsonl(folder / "test.jsonl", [marker_question(rng, f"x{i}") for i in range(60)]),
     }
     out = folder / "out"
-    assert finetune(qa_bert, data, out, *QUIET, "--epochs", "12", "--lr", "2e-3") == 0
+    # in fp32 (a CPU without bf16 units) the model sits on a plateau (EM 25-35: some answer-like word)
+    # for the first ~12 epochs; with 24, seeds 1-3 reached EM 98, 88, 98 on an AVX2 CPU
+    assert finetune(qa_bert, data, out, *QUIET, "--epochs", "24", "--lr", "2e-3") == 0
     return {"out": out, "data": data, "metrics": json.loads((out / "metrics.json").read_text())}
 
 
