@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import TORCH_THREADS, add_run_arguments, bf16_fast, minilm_dir, print_machine  # noqa: E402
+from harness import (  # noqa: E402
+    TORCH_THREADS,
+    add_run_arguments,
+    bf16_fast,
+    minilm_dir,
+    print_machine,
+    run_variant_process,
+)
 
 VARIANTS = ("eager", "compiled")
 LENGTHS = (10, 12, 14, 16, 18, 20, 24, 28)
@@ -82,16 +89,9 @@ def main() -> None:
         Path(args.json_out).write_text(json.dumps(run_one(args.run_one, args.steps, args.seed)))
         return
     machine = print_machine()
-    import subprocess
-    import tempfile
-
-    rows = []
-    for variant in args.variants.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "row.json"
-            cmd = [sys.executable, __file__, "--run-one", variant, "--json-out", str(out)]
-            subprocess.run([*cmd, "--steps", str(args.steps), "--seed", str(args.seed)], check=True)
-            rows.append(json.loads(out.read_text()))
+    forwarded = ["--steps", str(args.steps), "--seed", str(args.seed)]
+    rows = [run_variant_process(__file__, variant, forwarded) for variant in args.variants.split(",")]
+    rows = [r for r in rows if r is not None]  # a failed variant is reported by run_variant_process
     for r in rows:
         print(
             f"{r['variant']:<9} {r['precision']}: first two steps {r['first_two_steps_s']:.1f} s, "
