@@ -334,14 +334,16 @@ def _is_wide(char: str) -> bool:
 def unwrap_lines(lines: Sequence[str]) -> str:
     """Join the stripped lines of a hard-wrapped paragraph: with a space, or with none between two wide
     (CJK) characters, where a space would cut a word in two."""
-    text = ""
+    # pieces joined once at the end: ``text += line`` copies the text so far each time, which is
+    # quadratic in a paragraph that runs for thousands of lines (a file without blank lines)
+    pieces: list[str] = []
     for line in lines:
         if not line:
             continue
-        if text and not (_is_wide(text[-1]) and _is_wide(line[0])):
-            text += " "
-        text += line
-    return text
+        if pieces and not (_is_wide(pieces[-1][-1]) and _is_wide(line[0])):
+            pieces.append(" ")
+        pieces.append(line)
+    return "".join(pieces)
 
 
 # Sentence cutting is hand-written: no sentence splitter (NLTK punkt, pysbd) is available offline, and a

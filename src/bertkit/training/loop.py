@@ -30,7 +30,7 @@ from bertkit.modeling.dropout import use_fast_dropout
 from bertkit.tasks.base import Task
 from bertkit.training import distributed
 from bertkit.training.checkpoint import load_training_state, save_training_state
-from bertkit.training.optim import make_optimizer, make_scheduler
+from bertkit.training.optim import clip_gradients, make_optimizer, make_scheduler
 from bertkit.training.runtime import Runtime, rng_state, set_rng_state, to_device
 from bertkit.training.signals import Interrupted, StopRequest
 from bertkit.training.state import LoopState, check_fingerprint
@@ -185,7 +185,7 @@ class Run:
             before = state.smoothed_loss
             state.smoothed_loss = value if before is None else 0.9 * before + 0.1 * value
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+            clip_gradients(self.optimizer, self.trainable, cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
