@@ -98,7 +98,9 @@ class ModelConfig:
     frozen_dropout: bool = option(
         True, "dropout in the frozen layers when they are not cached (false: what the cache computes)"
     )
-    dropout: float | None = option(None, "override the model's hidden dropout probability", ge=0, lt=1)
+    dropout: float | None = option(
+        None, "override the model's dropout probabilities (hidden layers and attention)", ge=0, lt=1
+    )
     peft: str = option(
         "none",
         "parameter-efficient fine-tuning: lora trains low-rank adapters (see the lora options) and the head",

@@ -103,3 +103,10 @@ def test_predict_help_names_the_input_of_every_task(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     for name, task in TASKS.items():
         assert f"{name}: {' '.join(task.predict_io.split())}" in help_text
+
+
+@pytest.mark.parametrize(("flags", "adapt"), [([], True), (["--no-adapt-threads"], False)])
+def test_the_thread_governor_is_on_unless_turned_off(tiny_bert, files, fake_predictor, flags, adapt):
+    assert main(evaluate(tiny_bert, files.data, *flags)) == 0
+    assert main(predict(tiny_bert, files.data, files.tmp / "out.conll", *flags)) == 0
+    assert [load["adapt_threads"] for load in fake_predictor] == [adapt, adapt]

@@ -100,3 +100,17 @@ def test_a_hub_id_that_cannot_be_loaded_offline_names_it_and_the_reason(monkeypa
     assert "couldn't connect" in message and "\n" not in message
     with pytest.raises(BertkitError, match="cannot load the tokenizer of bertkit-test/no-such-model"):
         load_tokenizer(ModelConfig(name_or_path="bertkit-test/no-such-model"))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.25])
+def test_model_dropout_sets_every_dropout_of_the_encoder(tiny_bert, rate):
+    from transformers import AutoModelForTokenClassification
+
+    from bertkit.modeling.load import load_model
+
+    model = load_model(
+        AutoModelForTokenClassification, ModelConfig(name_or_path=str(tiny_bert), dropout=rate)
+    )
+    rates = {m.p for m in model.bert.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {rate}  # after the hidden layers and on the attention probabilities alike
+    assert model.config.attention_probs_dropout_prob == model.config.hidden_dropout_prob == rate

@@ -7,7 +7,7 @@ import argparse
 import logging
 
 from bertkit.cli.finetune import add_task_parsers, config_from_args
-from bertkit.cli.inference import check_args, load_predictor
+from bertkit.cli.inference import add_adapt_threads_flag, check_args, load_predictor
 from bertkit.errors import BertkitError
 
 log = logging.getLogger("bertkit")
@@ -72,6 +72,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     )
     select.add_argument("--format", default=None, choices=("auto", "conll", "jsonl", "spans", "text"))
     select.add_argument("--on-bad-line", default=None, choices=("error", "warn"))
+    add_adapt_threads_flag(select)
     select.set_defaults(func=run_select, engine="torch")
 
 

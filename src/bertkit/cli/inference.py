@@ -50,6 +50,7 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="CPU threads (default 0: $OMP_NUM_THREADS when set, else the cores this process may use)",
     )
+    add_adapt_threads_flag(parser)
     parser.add_argument(
         "--engine",
         default="torch",
@@ -131,6 +132,15 @@ def check_args(args: argparse.Namespace, input_flag: str, source: str) -> None:
         raise BertkitError(f"--out {args.out} is a directory; it takes the file to write")
 
 
+def add_adapt_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-adapt-threads",
+        dest="adapt_threads",
+        action="store_false",
+        help="keep the thread count fixed (default: fewer threads while other processes keep the cores busy)",
+    )
+
+
 def load_predictor(args: argparse.Namespace) -> Any:
     from bertkit.inference.predictor import Predictor
 
@@ -141,6 +151,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
         threads=args.threads,
         engine=args.engine,
         task_options=generation_options(args),
+        adapt_threads=args.adapt_threads,
     )
     if args.format:
         predictor.task.data_cfg.format = args.format

@@ -9,6 +9,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+from bertkit.cli.inference import add_adapt_threads_flag
 from bertkit.errors import BertkitError
 
 SERVER_PACKAGES = ("fastapi", "uvicorn")
@@ -87,6 +88,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         help="CPU threads (default 0: $OMP_NUM_THREADS when set, else the cores this process may use)",
     )
     serve.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    add_adapt_threads_flag(serve)
     serve.set_defaults(func=run_serve)
 
 
@@ -146,6 +148,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "threads": args.threads,
         "limits": Limits(max_inputs=args.max_texts, max_chars=args.max_chars),
+        "adapt_threads": args.adapt_threads,
     }
     if args.engine != "torch":  # the torch engine is Predictor.load's default
         load["engine"] = args.engine

@@ -67,10 +67,14 @@ class Predictor:
         limits: Limits = Limits(),
         engine: str = "torch",
         task_options: dict[str, Any] | None = None,
+        adapt_threads: bool | None = None,
     ) -> Predictor:
         """``engine`` "torch" runs the saved weights (``precision`` auto, fp32, bf16 or int8); "onnx"
         runs what ``bertkit export`` wrote (``precision`` auto or fp32: model.onnx; int8: model.int8.onnx).
-        ``task_options`` override fields of the task's config section (``{"num_beams": 1}`` for seq2seq)."""
+        ``task_options`` override fields of the task's config section (``{"num_beams": 1}`` for seq2seq).
+        ``adapt_threads`` True starts the process's thread governor (fewer torch threads while other
+        processes keep the cores busy), False stops it; None, the default, leaves it as it is, so that a
+        predictor loaded inside a training run keeps the run's governor. onnxruntime's threads are its own."""
         if batch_size < 1:
             raise BertkitError(f"batch size must be at least 1, got {batch_size}")
         if engine not in ENGINES:
@@ -83,9 +87,10 @@ class Predictor:
         task = make_task(cfg, tokenizer, [id2label[i] for i in sorted(id2label)])
         if engine == "onnx" or precision == "int8":
             # onnxruntime and torch's int8 kernels run on the CPU, in fp32 around the int8 matmuls
-            runtime = dataclasses.replace(make_runtime("fp32", threads), device=torch.device("cpu"))
+            governed = adapt_threads if engine == "torch" else None
+            runtime = dataclasses.replace(make_runtime("fp32", threads, governed), device=torch.device("cpu"))
         else:
-            runtime = make_runtime(precision, threads)
+            runtime = make_runtime(precision, threads, adapt_threads)
         if engine == "onnx":
             model = OnnxModel.load(model_dir, precision, thread_count(threads))
         else:

@@ -81,6 +81,14 @@ def load_config(cfg: ModelConfig, **config_kwargs: Any) -> PretrainedConfig:
         raise BertkitError(f"cannot load model {name}{where}: {first_line(err)}") from err
 
 
+def dropout_settings(cfg: ModelConfig) -> dict[str, float]:
+    """``--model.dropout`` as config fields: every dropout of a BERT-family encoder, after its hidden
+    layers and on its attention probabilities (only the first would leave dropout on at 0)."""
+    if cfg.dropout is None:
+        return {}
+    return {"hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
+
+
 def require_model_name(cfg: ModelConfig) -> str:
     """The model's name, refused early when it is a file or a missing local directory."""
     name = cfg.name_or_path
@@ -123,9 +131,7 @@ def load_model(auto_class: Any, cfg: ModelConfig, **config_kwargs: Any) -> torch
 
     New head weights are initialised from the global torch seed, so seed before calling.
     """
-    if cfg.dropout is not None:
-        config_kwargs["hidden_dropout_prob"] = cfg.dropout
-    config = load_config(cfg, **config_kwargs)
+    config = load_config(cfg, **dropout_settings(cfg), **config_kwargs)
     name = require_model_name(cfg)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the new head as "missing"; we say it once

@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 from bertkit.config import ModelConfig
 from bertkit.errors import BertkitError
 from bertkit.modeling.freeze import freeze
-from bertkit.modeling.load import load_config
+from bertkit.modeling.load import dropout_settings, load_config
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ def build_encoder_decoder(
     encoder_config = load_config(encoder_cfg, is_decoder=False, add_cross_attention=False)
     decoder_config = load_config(decoder_cfg, is_decoder=True, add_cross_attention=True)
     for config, cfg in ((encoder_config, encoder_cfg), (decoder_config, decoder_cfg)):
-        if cfg.dropout is not None:
-            config.hidden_dropout_prob = cfg.dropout
+        for field, rate in dropout_settings(cfg).items():
+            setattr(config, field, rate)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the new cross-attention as "missing"
     try:
