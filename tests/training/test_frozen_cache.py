@@ -71,11 +71,16 @@ def test_the_cached_run_equals_an_uncached_one_without_frozen_dropout(
     left = load_file(str(tmp_path / "cached" / "checkpoint" / "model.safetensors"))
     right = load_file(str(tmp_path / "uncached" / "checkpoint" / "model.safetensors"))
     start = load_file(str(tiny_bert / "model.safetensors"))
+    # fp32 GEMMs over differently shaped batches (the cache's inference batches, the uncached run's
+    # training batches) round differently, and Adam's normalised step turns such a difference on a
+    # near-zero gradient into a sizeable share of lr (5e-3): the largest difference was 5e-5 on an AVX2
+    # CPU, 1.1e-4 on an AVX-512 one, so the bound is lr / 20 for single elements, while nearly all
+    # elements must agree to 1e-5 (a wrong cache moves every trained weight by ~lr per step)
+    close = 0
     for name in left:
-        # fp32 GEMMs over differently shaped batches round differently (an AVX2 CPU left 5e-5 here);
-        # Adam's normalised step turns such a rounding difference on a near-zero gradient into a
-        # sizeable share of lr (5e-3), so the bound is lr / 50, not float epsilon
-        torch.testing.assert_close(left[name], right[name], atol=1e-4, rtol=0)
+        torch.testing.assert_close(left[name], right[name], atol=2.5e-4, rtol=0)
+        close += int(((left[name] - right[name]).abs() <= 1e-5).sum())
+    assert close >= 0.99 * sum(t.numel() for t in left.values())
     top = "bert.encoder.layer.1.output.dense.weight"
     assert not torch.equal(left[top], start[top.removeprefix("bert.")])  # the top trained
     frozen = "bert.encoder.layer.0.output.dense.weight"

@@ -28,7 +28,10 @@ from bertkit.training.train_log import TrainLog
 
 def finetune_args(tiny_bert: Path, data: dict[str, Path], out: Path, *extra: str) -> list[str]:
     quick = ["--batch-size", "16", "--max-length", "16", "--stride", "4", "--lr", "3e-3"]
-    return ner_command(tiny_bert, data, out, *quick, *extra)
+    # a fixed thread count: the governor would change it when another process is busy, and a matmul
+    # split over other threads rounds differently, so runs compared bit for bit would differ
+    fixed = ["--train.adapt_threads", "false"]
+    return ner_command(tiny_bert, data, out, *quick, *fixed, *extra)
 
 
 def events(out: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from bertkit.data.batching import inference_batches
 from bertkit.tasks.base import EvaluationTask
 from bertkit.training import distributed
-from bertkit.training.runtime import Runtime, eval_mode, to_device
+from bertkit.training.runtime import Runtime, eval_mode, release_free_memory, to_device
 from bertkit.training.threads import give_way
 
 
@@ -71,5 +71,9 @@ def evaluate_records(
 ) -> dict:
     """Metrics of ``model`` on labelled ``records`` (pass ``features`` when already encoded)."""
     features = task.encode(records) if features is None else features
+    # the freed heap of the training steps before, and of this evaluation after, would otherwise stay
+    # resident: fragmented pages that differently shaped tensors do not reuse
+    release_free_memory()
     predictions = predict_all(model, task, records, features, runtime, batch_size, desc)
+    release_free_memory()
     return task.metrics(predictions, records)
