@@ -12,10 +12,10 @@ import torch
 
 from bertkit.errors import BertkitError
 from bertkit.training.runtime import (
-    release_free_memory,
     Ranks,
     make_runtime,
     process_ranks,
+    release_free_memory,
     rng_state,
     set_rng_state,
     thread_count,
