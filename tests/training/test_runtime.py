@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_a_bad_omp_num_threads_is_refused_by_name(omp):
 
 
 def resident_mb() -> float:
-    for line in open("/proc/self/status"):
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
