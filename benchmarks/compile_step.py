@@ -104,6 +104,7 @@ def main() -> None:
         print(f"compiled/eager: step x{ratio:.2f} faster, compile costs {extra:.0f} s")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
 
 

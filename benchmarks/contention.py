@@ -189,6 +189,7 @@ def main() -> None:
             f"{'x' + format(r['of_best_alone'], '.2f'):>14} {fair:>14}"
         )
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows, "table": table}, indent=1))
 
 

@@ -101,6 +101,7 @@ def main() -> None:
             f"(x{r['train_seconds'] / base['train_seconds']:.2f} of cached), wall {r['wall']:.0f} s"
         )
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "peaks": peaks, "rows": rows}, indent=1))
 
 

@@ -77,6 +77,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, variants: tuple[str, ...]
 def finish(machine: dict[str, Any], rows: list[dict], variants: int, out: str | None) -> None:
     """Write the table as JSON to ``out`` when given; exit 1 when fewer rows than variants came back."""
     if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     if len(rows) < variants:
         sys.exit(1)

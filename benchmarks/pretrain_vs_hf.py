@@ -230,6 +230,7 @@ def main() -> None:
         speed_up = by["bertkit"]["train_tokens_per_s"] / by["bertkit-dense"]["train_tokens_per_s"]
         print(f"sparse/dense MLM head: x{speed_up:.2f}")
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
 
 

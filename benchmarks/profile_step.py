@@ -473,6 +473,7 @@ def main() -> None:
     rows = [row for dataset in args.datasets.split(",") for row in profile_dataset(dataset, args, peaks)]
     if args.out:
         machine = {"cpu": harness.cpu_name(), "threads": args.threads, "matmul_gflops": peaks}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
 
 
