@@ -32,6 +32,8 @@ from harness import (  # noqa: E402
     run_variant_process,
 )
 
+from bertkit.atomic import write_json  # noqa: E402
+
 VARIANTS = ("eager", "compiled")
 LENGTHS = (10, 12, 14, 16, 18, 20, 24, 28)
 BATCH = 32
@@ -103,9 +105,7 @@ def main() -> None:
         extra = by["compiled"]["first_two_steps_s"] - by["eager"]["first_two_steps_s"]
         print(f"compiled/eager: step x{ratio:.2f} faster, compile costs {extra:.0f} s")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        write_json(args.out, {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from pathlib import Path
 from harness import cpu_name, matmul_peak_gflops, minilm_dir
 from lora_vs_full import sst2_subset
 
+from bertkit.atomic import write_json
+
 DATA = Path(os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
 CORES = len(os.sched_getaffinity(0))
 # What each setting puts into the bertkit process's environment (on top of the parent's, minus these),
@@ -189,8 +191,7 @@ def main() -> None:
             f"{'x' + format(r['of_best_alone'], '.2f'):>14} {fair:>14}"
         )
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows, "table": table}, indent=1))
+        write_json(args.out, {"machine": machine, "rows": rows, "table": table})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from pathlib import Path
 from harness import cpu_name, matmul_peak_gflops, minilm_dir
 from lora_vs_full import sst2_subset
 
+from bertkit.atomic import write_json
+
 DATA = Path(os.environ.get("BERTKIT_DATA_DIR", "/work/shared/data"))
 MODES = {
     "cached": [],
@@ -101,8 +103,7 @@ def main() -> None:
             f"(x{r['train_seconds'] / base['train_seconds']:.2f} of cached), wall {r['wall']:.0f} s"
         )
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "peaks": peaks, "rows": rows}, indent=1))
+        write_json(args.out, {"cpu": cpu_name(), "peaks": peaks, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bertkit.atomic import write_json
+
 # The box has 2 cores; pinning the count keeps the references comparable with bertkit's runtime.
 TORCH_THREADS = 2
 # Every hyper-parameter goes to bertkit explicitly: its own defaults (warm-up 0.1) differ from Trainer's.
@@ -77,8 +79,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, variants: tuple[str, ...]
 def finish(machine: dict[str, Any], rows: list[dict], variants: int, out: str | None) -> None:
     """Write the table as JSON to ``out`` when given; exit 1 when fewer rows than variants came back."""
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        write_json(out, {"machine": machine, "rows": rows})
     if len(rows) < variants:
         sys.exit(1)
 

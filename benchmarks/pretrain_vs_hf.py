@@ -35,6 +35,8 @@ from harness import (  # noqa: E402
     run_variant_process,
 )
 
+from bertkit.atomic import write_json  # noqa: E402
+
 VARIANTS = ("bertkit", "bertkit-dense", "B1-bf16")
 WIKITEXT_HEADING = r"^ = [^=].* = $"
 
@@ -230,8 +232,7 @@ def main() -> None:
         speed_up = by["bertkit"]["train_tokens_per_s"] / by["bertkit-dense"]["train_tokens_per_s"]
         print(f"sparse/dense MLM head: x{speed_up:.2f}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        write_json(args.out, {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -43,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import classify_vs_hf  # noqa: E402
 import harness  # noqa: E402
 import ner_vs_hf  # noqa: E402
+
+from bertkit.atomic import write_json
 
 IMPLEMENTATIONS = ("bertkit", "B1-bf16")
 DATASETS = ("wnut17", "sst2")
@@ -473,8 +474,7 @@ def main() -> None:
     rows = [row for dataset in args.datasets.split(",") for row in profile_dataset(dataset, args, peaks)]
     if args.out:
         machine = {"cpu": harness.cpu_name(), "threads": args.threads, "matmul_gflops": peaks}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        write_json(args.out, {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":
