@@ -12,9 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rouge_score.rouge_scorer import RougeScorer
-from sacrebleu.metrics import BLEU, CHRF
-
 KINDS = ("summarize", "translate", "dialogue")
 LANGUAGES = ("auto", "en", "zh")
 MAIN_METRIC = {"summarize": "rougeLsum", "translate": "bleu", "dialogue": "bleu"}
@@ -75,6 +72,10 @@ def rouge_scores(
     own, the reference of highest F-measure (the first on ties), so ROUGE-1 and ROUGE-2 of one
     prediction may come from different references.
     """
+    # imported here, not at the top: rouge_score pulls in NLTK, and every bertkit process imports this
+    # module through the task registry (~25 MB resident and ~0.3 s for runs that never score ROUGE)
+    from rouge_score.rouge_scorer import RougeScorer
+
     if chinese:
         scorer = RougeScorer(ROUGE_TYPES, use_stemmer=False, tokenizer=CJKTokenizer())
     else:
@@ -105,6 +106,8 @@ def sacrebleu_scores(
 ) -> dict[str, float | str]:
     """Corpus BLEU (tokenizer ``zh`` for Chinese, ``13a`` otherwise) and chrF, with their signatures
     (``nrefs:var`` when the number of references varies)."""
+    from sacrebleu.metrics import BLEU, CHRF  # imported here for the reason given in rouge_scores
+
     streams = reference_streams(references)
     predictions = list(predictions)
     # fresh objects each call: a signature reports the reference count of the metric's last corpus
