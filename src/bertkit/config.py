@@ -88,6 +88,12 @@ class ModelConfig:
         "--stride",
         ge=0,
     )
+    pad_multiple: int = option(
+        8,
+        "pad each batch to a multiple of this many tokens (1: to its longest window); fewer distinct "
+        "tensor shapes keep the kernel cache and the heap smaller",
+        ge=1,
+    )
     freeze_embeddings: bool = option(False, "do not train the embedding layer")
     freeze_layers: int = option(0, "do not train the bottom K encoder layers", ge=0)
     cache_frozen: bool = option(

@@ -84,9 +84,13 @@ def word_index(words: Sequence[Word], offsets: Sequence[tuple[int, int]], first:
     return out
 
 
-def model_inputs(task: Any, features: Sequence[Any], device: torch.device) -> dict[str, torch.Tensor]:
-    batch = task.collate(features)
-    return {n: batch[n].to(device) for n in task.input_names if torch.is_tensor(batch.get(n))}
+def model_inputs(task: Any, feature: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    """One window as a batch of one, without the padding a batch gets (``--model.pad_multiple``): an
+    attribution is read off for each of the window's own tokens."""
+    batch = task.collate([feature])
+    width = len(feature.input_ids)
+    tensors = {n: batch[n] for n in task.input_names if torch.is_tensor(batch.get(n))}
+    return {n: (t[:, :width] if t.dim() == 2 else t).to(device) for n, t in tensors.items()}
 
 
 def layout_ids(layout: Sequence[Any], pieces: Any, want: Sequence[int]) -> list[int]:
@@ -150,7 +154,7 @@ def classify_subjects(
             layout = task.template.build(a, b)[0]
             layout_ids(layout, pieces, feature.input_ids)
             word_of = [piece_word[x[0]][x[1]] if isinstance(x, tuple) else None for x in layout]
-            windows.append(Window(model_inputs(task, [feature], device), word_of, k, len(features)))
+            windows.append(Window(model_inputs(task, feature, device), word_of, k, len(features)))
         labels = task.labels or []
         if task.mode == "regression":
             name, score_name, score = "value", "predicted value", class_score("regression", 0)
@@ -181,7 +185,7 @@ def ner_windows(task: Any, record: Any, device: torch.device) -> list[tuple[Wind
         ids = [pieces[x[0]][x[1]] if isinstance(x, tuple) else x for x in feature.input_ids]
         plain = dataclasses.replace(feature, input_ids=ids, labels=[IGNORE] * len(ids))
         word_of = [x[0] if isinstance(x, tuple) else None for x in feature.input_ids]
-        window = Window(model_inputs(task, [plain], device), word_of, k, len(features))
+        window = Window(model_inputs(task, plain, device), word_of, k, len(features))
         windows.append((window, {w for _, w in feature.slots}))
     return windows
 
@@ -250,7 +254,7 @@ def qa_windows(
         word_of[q_begin : q_begin + len(q_word)] = q_word
         c_word = word_index(c_words, feature.offsets, len(q_words))
         word_of[feature.context_begin : feature.context_begin + len(c_word)] = c_word
-        windows.append(Window(model_inputs(task, [feature], device), word_of, k, len(features)))
+        windows.append(Window(model_inputs(task, feature, device), word_of, k, len(features)))
     return features, windows
 
 
@@ -371,7 +375,7 @@ def relation_subjects(
         layout = relation_layout(task, feature, coded, pieces, (o1, c1, o2, c2))
         layout_ids(layout, pieces, feature.input_ids)
         word_of = [piece_word[x[0]][x[1]] if isinstance(x, tuple) else None for x in layout]
-        window = Window(model_inputs(task, [feature], device), word_of, 0, 1)
+        window = Window(model_inputs(task, feature, device), word_of, 0, 1)
         c = chosen_label(labels, wanted, prediction.label)
         target = Target(
             f"relation {labels[c]}",

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.config import ModelConfig, option
-from bertkit.data.padding import pad, padding_mask
+from bertkit.data.padding import batch_length, pad, padding_mask
 from bertkit.errors import BertkitError
 from bertkit.pretrain.masking import mask_tokens
 
@@ -180,9 +180,15 @@ class PretrainTask:
 
     def collate(self, features: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Pad, then mask anew (dynamic masking: every use of an instance draws a new mask)."""
-        ids = pad([f.input_ids for f in features], self.tokenizer.pad_token_id)
-        attention = padding_mask([f.input_ids for f in features])
-        starts = pad([f.word_starts for f in features], 1).bool() if self.cfg.whole_word_mask else None
+        rows = [f.input_ids for f in features]
+        length = batch_length(rows, self.model_cfg.pad_multiple, self.model_cfg.max_length)
+        ids = pad(rows, self.tokenizer.pad_token_id, length=length)
+        attention = padding_mask(rows, length)
+        starts = (
+            pad([f.word_starts for f in features], 1, length=length).bool()
+            if self.cfg.whole_word_mask
+            else None
+        )
         maskable = attention.bool() & ~torch.isin(ids, self.special_ids)
         masked, labels = mask_tokens(
             ids,
@@ -197,7 +203,7 @@ class PretrainTask:
         batch = {
             "input_ids": masked,
             "attention_mask": attention,
-            "token_type_ids": pad([f.token_type_ids for f in features], 0),
+            "token_type_ids": pad([f.token_type_ids for f in features], 0, length=length),
             "labels": labels,
         }
         if self.cfg.objective == "mlm+nsp":

@@ -114,6 +114,20 @@ def finetune(
         model, (task, dev_task), (train_features, dev_selected), cfg.model, runtime, eval_batch, out
     )
     train_log = TrainLog(out / "train_log.jsonl" if main else None)
+    dev_scores = DevScores(
+        lambda m: evaluate_records(m, dev_task, dev_records, runtime, eval_batch, "dev", dev_selected),
+        on_eval,
+    )
+    # "after" on dev would score the best step's model on what its own evaluation scored: reuse that
+    # (one pass over dev fewer) unless something between them differs -- test data, a dev subset or
+    # cached frozen layers during training, a tuned decision threshold, LoRA's merge
+    after_is_best_eval = (
+        test is None
+        and dev_task is task
+        and dev_selected is dev_features
+        and not task.needs_calibration
+        and not is_lora(model)
+    )
     try:
         state = fit(
             model,
@@ -121,13 +135,11 @@ def finetune(
             InMemoryFeatures(train_features),
             dataclasses.replace(cfg.train, resume=resume_from),
             runtime,
-            evaluate=lambda m: evaluate_records(
-                m, dev_task, dev_records, runtime, eval_batch, "dev", dev_selected
-            ),
+            evaluate=dev_scores,
             on_best=lambda m: save_finetuned(m, task, saved_tokenizer, out),
             checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
-            on_eval=on_eval,
+            on_eval=dev_scores.noted,
             fingerprint=fingerprint,
         )
     except BaseException:
@@ -144,7 +156,10 @@ def finetune(
         task.calibrate(predict_all(model, task, dev, dev_features, runtime, eval_batch, "dev"), dev)
         if main:
             write_text(out / "run.yaml", repeatable(cfg).to_yaml())
-    metrics["after"] = evaluate_records(
+    best_eval = dev_scores.by_step.get(state.best_step) if after_is_best_eval else None
+    if best_eval is not None:
+        log.info("after: the best step's (%d) own dev evaluation, not repeated", state.best_step)
+    metrics["after"] = best_eval or evaluate_records(
         model, task, eval_records, runtime, eval_batch, f"{eval_split} (after)", eval_features
     )
     baseline = task.baseline(train, eval_records)
@@ -173,6 +188,26 @@ def finetune(
     columns = {k: metrics[k] for k in ("before", "after", "majority") if k in metrics}
     print(format_table(columns, f"{eval_split} split: untrained head vs fine-tuned ({out})"))
     return metrics
+
+
+class DevScores:
+    """The dev evaluation given to ``fit``, keeping each evaluation's full metrics by step (``noted`` is
+    fit's ``on_eval``: it files the latest metrics under their step, then calls the caller's ``on_eval``).
+    Every rank keeps them, so every rank takes the same decision on reusing them."""
+
+    def __init__(self, evaluate: Callable[[Any], dict], on_eval: Callable[[int, dict], None] | None):
+        self.evaluate, self.on_eval = evaluate, on_eval
+        self.latest: dict = {}
+        self.by_step: dict[int, dict] = {}
+
+    def __call__(self, model: Any) -> dict:
+        self.latest = self.evaluate(model)
+        return self.latest
+
+    def noted(self, step: int, summary: dict) -> None:
+        self.by_step[step] = self.latest
+        if self.on_eval:
+            self.on_eval(step, summary)
 
 
 def save_finetuned(model: Any, task: Any, tokenizer: Any, out: Path) -> None:

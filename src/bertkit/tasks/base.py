@@ -22,6 +22,7 @@ import torch
 
 from bertkit.atomic import atomic_path
 from bertkit.config import DataConfig, ModelConfig
+from bertkit.data.padding import batch_length
 from bertkit.errors import BertkitError
 from bertkit.modeling.lora import head_modules
 
@@ -132,6 +133,10 @@ class TaskBase:
     ):
         self.cfg, self.model_cfg, self.data_cfg, self.tokenizer = cfg, model_cfg, data_cfg, tokenizer
         self.labels = labels
+
+    def batch_length(self, rows: Sequence[Sequence[int]]) -> int:
+        """The length a batch of ``rows`` is padded to (``--model.pad_multiple``, within the window)."""
+        return batch_length(rows, self.model_cfg.pad_multiple, self.model_cfg.max_length)
 
     # -- training -----------------------------------------------------------------------------------
 

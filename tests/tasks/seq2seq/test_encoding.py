@@ -20,12 +20,16 @@ TEMPLATE = Template(([101], [102]), ([101], [102], [102]), (0, 0, 0, 1, 1))
     lengths=st.lists(st.integers(0, 60), min_size=1, max_size=5),
     budget=st.integers(2, 20),
     stride_share=st.floats(0, 0.9),
+    multiple=st.sampled_from([1, 8]),
 )
-def test_the_memory_is_every_source_sub_word_once_in_order(lengths, budget, stride_share):
+def test_the_memory_is_every_source_sub_word_once_in_order(lengths, budget, stride_share, multiple):
     stride = min(int(budget * stride_share), budget - 1)
     sources = [[1000 * (r + 1) + i for i in range(n)] for r, n in enumerate(lengths)]
-    batch = layout_sources(sources, TEMPLATE, budget, stride).tensors(pad_id=0)
-    assert batch["input_ids"].shape[1] <= budget + 2
+    layout = layout_sources(sources, TEMPLATE, budget, stride)
+    batch = layout.tensors(pad_id=0, multiple=multiple, window=budget + 2)
+    width = batch["input_ids"].shape[1]
+    assert width <= budget + 2 and (width % multiple == 0 or width == budget + 2)
+    assert batch["memory_mask"].shape[1] % multiple == 0
     flat = batch["input_ids"].flatten()
     for row, ids in enumerate(sources):
         n = int(batch["memory_mask"][row].sum())

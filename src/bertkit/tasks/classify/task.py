@@ -288,10 +288,11 @@ class ClassifyTask(TaskBase):
 
     def collate(self, features: Sequence[TextFeature]) -> Batch:
         ids = [f.input_ids for f in features]
+        length = self.batch_length(ids)
         batch = {
-            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0),
-            "token_type_ids": pad([f.token_type_ids for f in features], 0),
-            "attention_mask": padding_mask(ids),
+            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0, length=length),
+            "token_type_ids": pad([f.token_type_ids for f in features], 0, length=length),
+            "attention_mask": padding_mask(ids, length),
             "record": [f.record for f in features],
         }
         if all(f.target is not None for f in features):

@@ -263,12 +263,13 @@ class NerTask(TaskBase):
             )
 
     def collate(self, features: Sequence[TokenFeature]) -> Batch:
-        """Dynamic padding to the longest window of the batch."""
+        """Dynamic padding to the longest window of the batch, rounded up (``batch_length``)."""
         ids = [f.input_ids for f in features]
+        length = self.batch_length(ids)
         return {
-            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0),
-            "attention_mask": padding_mask(ids),
-            "labels": pad([f.labels for f in features], IGNORE),
+            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0, length=length),
+            "attention_mask": padding_mask(ids, length),
+            "labels": pad([f.labels for f in features], IGNORE, length=length),
             "record": [f.record for f in features],
             "slots": [f.slots for f in features],
         }

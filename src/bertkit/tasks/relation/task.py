@@ -261,10 +261,11 @@ class RelationTask(TaskBase):
 
     def collate(self, features: Sequence[RelationFeature]) -> Batch:
         ids = [f.input_ids for f in features]
+        length = self.batch_length(ids)
         batch = {
-            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0),
-            "token_type_ids": pad([f.token_type_ids for f in features], 0),
-            "attention_mask": padding_mask(ids),
+            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0, length=length),
+            "token_type_ids": pad([f.token_type_ids for f in features], 0, length=length),
+            "attention_mask": padding_mask(ids, length),
             "head_start": torch.tensor([f.head_start for f in features], dtype=torch.long),
             "tail_start": torch.tensor([f.tail_start for f in features], dtype=torch.long),
             "record": [f.record for f in features],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from bertkit.data.padding import pad, padding_mask
+from bertkit.data.padding import batch_length, pad, padding_mask
 from bertkit.data.windows import Template, owning_windows, window_starts
 
 
@@ -27,14 +27,18 @@ class SourceLayout:
     rows: list[list[int]]  # per record, for each memory position: its window (a row of ``windows``)
     columns: list[list[int]]  # ... and its column in that window
 
-    def tensors(self, pad_id: int) -> dict[str, torch.Tensor]:
-        width = max(len(w) for w in self.windows)
-        index = pad(self.rows, 0) * width + pad(self.columns, 0)  # flat positions in the padded windows
+    def tensors(self, pad_id: int, multiple: int = 1, window: int | None = None) -> dict[str, torch.Tensor]:
+        """The batch's tensors, windows and memories padded to multiples of ``multiple`` (windows not
+        past ``window``, the encoder's length; see ``data/padding.py``)."""
+        width = batch_length(self.windows, multiple, window)
+        memory = batch_length(self.rows, multiple)
+        # flat positions in the padded windows
+        index = pad(self.rows, 0, length=memory) * width + pad(self.columns, 0, length=memory)
         return {
-            "input_ids": pad(self.windows, pad_id),
-            "attention_mask": padding_mask(self.windows),
+            "input_ids": pad(self.windows, pad_id, length=width),
+            "attention_mask": padding_mask(self.windows, width),
             "memory_index": index,
-            "memory_mask": padding_mask(self.rows),
+            "memory_mask": padding_mask(self.rows, memory),
         }
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from transformers import EncoderDecoderModel
 
 from bertkit.config import DataConfig, ModelConfig, option
-from bertkit.data.padding import pad, padding_mask
+from bertkit.data.padding import batch_length, pad, padding_mask
 from bertkit.data.readers.seq2seq import SEQ2SEQ_FORMATS, read_seq2seq
 from bertkit.data.windows import Template
 from bertkit.errors import BertkitError
@@ -336,16 +336,19 @@ class Seq2SeqTask(TaskBase):
     def collate(self, features: Sequence[Seq2SeqFeature]) -> Batch:
         layout = layout_sources([f.input_ids for f in features], self.template, self.budget, self.stride)
         batch: Batch = {
-            **layout.tensors(self.tokenizer.pad_token_id or 0),
+            **layout.tensors(
+                self.tokenizer.pad_token_id or 0, self.model_cfg.pad_multiple, self.model_cfg.max_length
+            ),
             "record": [f.record for f in features],
         }
         if all(f.labels is not None for f in features):
             labels = [f.labels for f in features]
             start = self.start_token_id
             inputs = [[start, *row[:-1]] for row in labels]
-            batch["decoder_input_ids"] = pad(inputs, self.target_tokenizer.pad_token_id or 0)
-            batch["decoder_attention_mask"] = padding_mask(inputs)
-            batch["labels"] = pad(labels, -100)
+            length = batch_length(inputs, self.model_cfg.pad_multiple, self.cfg.max_target_length or None)
+            batch["decoder_input_ids"] = pad(inputs, self.target_tokenizer.pad_token_id or 0, length=length)
+            batch["decoder_attention_mask"] = padding_mask(inputs, length)
+            batch["labels"] = pad(labels, -100, length=length)
         return batch
 
     # -- model ---------------------------------------------------------------------------------------
