@@ -2,7 +2,9 @@
 
 Same MiniLM encoder, same data, same hyper-parameters, each variant in its own process:
 - bertkit: `bertkit finetune qa` with its defaults (bf16 where the CPU has it, length-grouped batches,
-  dynamic padding); bertkit-fp32 the same in fp32.
+  dynamic padding); bertkit-fp32 the same in fp32; bertkit-lean does the references' job: no scoring of
+  dev before training (`--output.before false`) and one dev evaluation, at the end (bertkit evaluates
+  after each epoch by default, to keep the best).
 - B0: `run_qa.py` as shipped: every window padded to max length 384, doc stride 128, fp32, random
   batches; its preprocessing and its `utils_qa.postprocess_qa_predictions` (n-best 20, maximum answer
   length 30) written out below, since the examples folder is not part of the transformers package.
@@ -51,7 +53,9 @@ from harness import (  # noqa: E402
 )
 from squad_split import split_articles  # noqa: E402
 
-VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
+VARIANTS = ("bertkit", "bertkit-fp32", "bertkit-lean", "B0", "B1", "B1-bf16")
+# what bertkit-lean adds: no `before` pass, and an evaluation interval past the last step
+LEAN = ["--output.before", "false", "--train.eval_every", str(10**9)]
 HYPER = {
     "epochs": 2,
     "lr": 1e-4,
@@ -258,6 +262,7 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             "--output.checkpoint",
             "false",
             *bertkit_hyper(args),
+            *(LEAN if variant == "bertkit-lean" else []),
         ]
         subprocess.run(cmd, check=True)
         figures = bertkit_figures(out)

@@ -158,6 +158,11 @@ class TrainConfig:
 class OutputConfig:
     dir: str | None = option(None, "output directory for the model, metrics, log and plots", "--out")
     plot: bool = option(True, "write curves.png")
+    before: bool = option(
+        True,
+        "score the evaluation split before training too (metrics.json's before column: the untrained "
+        "head, or for pretraining the starting model); false saves one pass over it",
+    )
     checkpoint: bool = option(
         True, "keep a training state for --resume (at each evaluation, or every --train.save_every steps)"
     )

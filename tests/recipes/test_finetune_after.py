@@ -56,3 +56,21 @@ def test_with_a_test_file_after_scores_test(tiny_bert, synthetic_ner, tmp_path, 
     assert main(ner_command(tiny_bert, synthetic_ner, out, *QUICK, *FIXED)) == 0
     assert passes == ["test (before)", "dev", "dev", "dev", "test (after)"]
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
+
+
+def test_without_before_and_one_evaluation_at_the_end(tiny_bert, synthetic_ner, tmp_path, monkeypatch):
+    """``--output.before false`` and an ``eval_every`` past the last step: the one pass over dev that a
+    Trainer without an eval strategy makes, and the same "after" as the evaluation it reuses."""
+    passes = counted_passes(monkeypatch)
+    out = tmp_path / "run"
+    lean = ["--output.before", "false", "--train.eval_every", "1000000"]
+    assert main(ner_command(tiny_bert, synthetic_ner, out, *QUICK, *FIXED, *lean, test=False)) == 0
+    assert passes == ["dev"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "before" not in metrics and "worse_than_untrained" not in metrics
+    assert metrics["split"] == "dev" and metrics["after"]["f1"] == metrics["best_dev"]["f1"]
+    train_log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = max(e["step"] for e in train_log if e["event"] == "step")
+    assert metrics["best_dev"]["step"] == steps  # the last step's model is the one saved and scored
+    assert main(["-q", "report", str(out)]) == 0
+    assert "before" not in (out / "report.md").read_text()

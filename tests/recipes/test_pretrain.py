@@ -124,8 +124,10 @@ def test_the_pretrained_model_fine_tunes(corpus, tmp_path):
 
 def test_the_tokenised_corpus_is_reused_and_rebuilt_when_the_corpus_changes(corpus, tmp_path, caplog):
     caplog.set_level("INFO")
-    for run in ("a", "b"):
-        assert main(pretrain_args(corpus, tmp_path / run, "--steps", "2")) == 0
+    for run, before in (("a", "true"), ("b", "false")):
+        assert main(pretrain_args(corpus, tmp_path / run, "--steps", "2", "--output.before", before)) == 0
+    scored = {run: json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("a", "b")}
+    assert "before" in scored["a"] and "before" not in scored["b"] and "after" in scored["b"]
     stores = [p for p in (corpus["cache"] / "corpus").iterdir() if not p.name.startswith(".")]
     assert "reus" in caplog.text.lower()
     changed = write_corpus(tmp_path / "other", documents=30, seed=1)

@@ -97,8 +97,8 @@ def finetune(
     model = task.build_model()
     if cfg.model.peft == "lora":
         model = add_lora(model, cfg.lora, task.trained_whole(model), added_tokens)
-    metrics = previous_metrics(out) if resume_from else {}
-    if "before" not in metrics:
+    metrics = (previous_metrics(out) if resume_from else {}) or {"split": eval_split}
+    if cfg.output.before and "before" not in metrics:
         metrics = {
             "split": eval_split,
             "before": evaluate_records(
@@ -186,7 +186,8 @@ def finetune(
         if "confusion" in metrics["after"]:
             plot_confusion(metrics["after"]["confusion"], task.labels, out / "confusion.png")
     columns = {k: metrics[k] for k in ("before", "after", "majority") if k in metrics}
-    print(format_table(columns, f"{eval_split} split: untrained head vs fine-tuned ({out})"))
+    title = "untrained head vs fine-tuned" if "before" in columns else "fine-tuned"
+    print(format_table(columns, f"{eval_split} split: {title} ({out})"))
     return metrics
 
 
@@ -230,7 +231,7 @@ def warn_if_worse_than_untrained(metrics: dict, task: Any, split: str, train_log
     """A fine-tuned model that scores below its own untrained head has learned nothing useful (too high
     a learning rate, too few steps, wrong labels): say so in the log and in metrics.json."""
     name = task.main_metric
-    before, after = metrics["before"].get(name), metrics["after"].get(name)
+    before, after = metrics.get("before", {}).get(name), metrics["after"].get(name)
     if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
         return
     worse = after < before if task.greater_is_better else after > before

@@ -88,8 +88,8 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     eval_batch = cfg.train.batch_size * 2
     heldout_features = task.heldout_features(heldout)
     evaluate = lambda m: evaluate_heldout(m, task, heldout_features, runtime, eval_batch)  # noqa: E731
-    metrics = previous_metrics(out) if resume_from else {}
-    if "before" not in metrics:
+    metrics = (previous_metrics(out) if resume_from else {}) or {"split": "held-out"}
+    if cfg.output.before and "before" not in metrics:
         metrics = {"split": "held-out", "before": evaluate(model)}
         if main:
             write_json(out / "metrics.json", metrics)
@@ -135,7 +135,8 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     if cfg.output.plot:
         plot_curves(out / "train_log.jsonl", out / "curves.png", task.main_metric, task.greater_is_better)
-    print(format_table({k: metrics[k] for k in ("before", "after")}, f"held-out documents ({out})"))
+    columns = {k: metrics[k] for k in ("before", "after") if k in metrics}
+    print(format_table(columns, f"held-out documents ({out})"))
     return metrics
 
 
