@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
+# the label PyTorch's cross-entropy (and transformers' losses) skip: padding, and positions not trained on
+IGNORE = -100
+
 
 def batch_length(rows: Sequence[Sequence[int]], multiple: int = 1, limit: int | None = None) -> int:
     """The longest row's length rounded up to a multiple of ``multiple``, but not past ``limit`` (the

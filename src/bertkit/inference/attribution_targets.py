@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from bertkit.data.padding import IGNORE
 from bertkit.data.readers.text import split_words
 from bertkit.data.tagschemes import tags_to_spans
 from bertkit.errors import BertkitError
 
-IGNORE = -100
 Score = Callable[[Any], torch.Tensor]  # model outputs -> one score per batch row
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from bertkit.data.padding import IGNORE
 from bertkit.errors import BertkitError
 
-IGNORE = -100  # the label PyTorch's cross-entropy skips
 MASK_SHARE, RANDOM_SHARE = 0.8, 0.1  # of the chosen: [MASK], a random id; the rest stay as they are
 
 

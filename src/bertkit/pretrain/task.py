@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.config import ModelConfig, option
-from bertkit.data.padding import batch_length, pad, padding_mask
+from bertkit.data.padding import IGNORE, batch_length, pad, padding_mask
 from bertkit.errors import BertkitError
 from bertkit.pretrain.masking import mask_tokens
 
@@ -31,7 +31,6 @@ MODEL_SIZES = {
     "medium": (8, 512, 8),
     "base": (12, 768, 12),
 }
-IGNORE = -100
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification
 
 from bertkit.config import DataConfig, ModelConfig, option
-from bertkit.data.padding import pad, padding_mask
+from bertkit.data.padding import IGNORE, pad, padding_mask
 from bertkit.data.readers import detect_token_format, read_token_file
 from bertkit.data.readers.text import text_example
 from bertkit.data.tagschemes import SCHEMES, detect_scheme, split_tag, tags_to_spans
@@ -35,7 +35,6 @@ from bertkit.tasks.ner.writer import ConllTagWriter
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100
 SCHEME_PREFIXES = {"io": "I", "iob1": "BI", "iob2": "BI", "bioes": "BIES", "bmes": "BMES"}
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
 from bertkit.config import DataConfig, ModelConfig, option
-from bertkit.data.padding import pad, padding_mask
+from bertkit.data.padding import IGNORE, pad, padding_mask
 from bertkit.data.readers.squad import read_qa_file
 from bertkit.data.windows import Template, owning_windows, window_starts
 from bertkit.errors import BertkitError
@@ -34,7 +34,6 @@ from bertkit.tasks.qa.writer import SquadPredictionWriter
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100  # the positions of a window not to train on: its answer cannot be found in tokens
 DEFAULT_DOC_STRIDE = 128  # Hugging Face's run_qa.py default; shrunk to half the room of short windows
 CHINESE_SHARE = 0.3  # contexts with more CJK characters than this (of the non-space ones) are Chinese
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from transformers import EncoderDecoderModel
 
 from bertkit.config import DataConfig, ModelConfig, option
-from bertkit.data.padding import batch_length, pad, padding_mask
+from bertkit.data.padding import IGNORE, batch_length, pad, padding_mask
 from bertkit.data.readers.seq2seq import SEQ2SEQ_FORMATS, read_seq2seq
 from bertkit.data.windows import Template
 from bertkit.errors import BertkitError
@@ -348,7 +348,7 @@ class Seq2SeqTask(TaskBase):
             length = batch_length(inputs, self.model_cfg.pad_multiple, self.cfg.max_target_length or None)
             batch["decoder_input_ids"] = pad(inputs, self.target_tokenizer.pad_token_id or 0, length=length)
             batch["decoder_attention_mask"] = padding_mask(inputs, length)
-            batch["labels"] = pad(labels, -100, length=length)
+            batch["labels"] = pad(labels, IGNORE, length=length)
         return batch
 
     # -- model ---------------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ class Seq2SeqTask(TaskBase):
 
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         logits = outputs.logits
-        return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+        return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
 
     # -- evaluation ---------------------------------------------------------------------------------
 
@@ -419,8 +419,8 @@ class Seq2SeqTask(TaskBase):
         if "labels" in batch:
             logits = teacher_forced(model, memory, mask, batch).logits.float()
             labels = batch["labels"]
-            nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-            out["nll"], out["tokens"] = nll.sum(1).tolist(), (labels != -100).sum(1).tolist()
+            nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+            out["nll"], out["tokens"] = nll.sum(1).tolist(), (labels != IGNORE).sum(1).tolist()
         if self.generating:
             sequences = generate(model, memory, mask, self.generation_config())
             out["texts"] = [detokenize(self.target_tokenizer, row) for row in sequences.tolist()]
