@@ -90,8 +90,9 @@ class ModelConfig:
     )
     pad_multiple: int = option(
         8,
-        "pad each batch to a multiple of this many tokens (1: to its longest window); fewer distinct "
-        "tensor shapes keep the kernel cache and the heap smaller",
+        "pad each batch to a multiple of this many tokens (1: to its longest window; shorter batches "
+        "round in smaller steps, adding at most an eighth); fewer distinct tensor shapes keep the kernel "
+        "cache and the heap smaller",
         ge=1,
     )
     freeze_embeddings: bool = option(False, "do not train the embedding layer")

@@ -4,6 +4,7 @@ that the extra padding changes no output of the model at any real position."""
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,15 @@ LABELS = ["O", "B-PER", "I-PER"]
     ("lengths", "multiple", "limit", "expected"),
     [
         ([3, 5], 1, None, 5),
-        ([3, 5], 8, None, 8),
-        ([8, 2], 8, None, 8),  # already a multiple
-        ([9], 8, None, 16),
-        ([9], 8, 12, 12),  # not past the window
-        ([13], 8, 12, 13),  # ... but never shorter than a row
+        ([3, 5], 8, None, 5),  # short rows: rounding would add more than an eighth
+        ([9, 15], 8, None, 15),
+        ([17], 8, None, 18),  # 16-31: steps of 2
+        ([33], 8, None, 36),  # 32-63: steps of 4
+        ([64, 2], 8, None, 64),  # already a multiple
+        ([65], 8, None, 72),  # 64 and more: steps of 8
+        ([129], 16, None, 144),  # 128 and more: steps of 16
+        ([65], 8, 70, 70),  # not past the window
+        ([71], 8, 70, 71),  # ... but never shorter than a row
         ([], 8, None, 0),
     ],
 )
@@ -56,7 +61,7 @@ def ner_task(tiny_bert: Path, tokenizer: object, multiple: int, max_length: int)
 
 @settings(max_examples=25, deadline=None)
 @given(
-    lengths=st.lists(st.integers(2, 40), min_size=1, max_size=6),
+    lengths=st.lists(st.integers(2, 60), min_size=1, max_size=6),
     multiple=st.sampled_from([2, 8, 16]),
     seed=st.integers(0, 10**6),
 )
@@ -67,10 +72,11 @@ def test_more_padding_changes_no_logit(tiny_bert, lengths, multiple, seed):
         TokenFeature(torch.randint(5, len(tokenizer), (n,), generator=gen).tolist(), [0] * n, k, [])
         for k, n in enumerate(lengths)
     ]
-    plain = ner_task(tiny_bert, tokenizer, 1, 40).collate(features)
-    padded = ner_task(tiny_bert, tokenizer, multiple, 40).collate(features)
-    width = padded["input_ids"].shape[1]
-    assert width == min(-(-max(lengths) // multiple) * multiple, 40) and width >= max(lengths)
+    plain = ner_task(tiny_bert, tokenizer, 1, 60).collate(features)
+    padded = ner_task(tiny_bert, tokenizer, multiple, 60).collate(features)
+    width, longest = padded["input_ids"].shape[1], max(lengths)
+    assert longest <= width <= min(longest + longest // 8, 60)  # never more than an eighth more
+    assert width == 60 or width % min(multiple, 2 ** int(math.log2(max(longest // 8, 1)))) == 0
     assert (padded["labels"][:, max(lengths) :] == IGNORE).all()
     with torch.no_grad():
         short = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"]).logits

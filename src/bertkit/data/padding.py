@@ -4,7 +4,9 @@ A batch's length is its longest row rounded up to a multiple of a few tokens (``
 distinct shape costs memory that outlives the batch: oneDNN compiles and caches a kernel per matmul
 shape, and glibc's heap keeps the holes of freed tensors that differently sized ones do not fill. With
 lengths in steps of 8, WNUT-17 fine-tuning peaked at 1525 MB instead of 2101 at the same speed
-(``benchmarks/README.md``); GPUs' tensor cores prefer multiples of 8 as well.
+(``benchmarks/README.md``); GPUs' tensor cores prefer multiples of 8 as well. Short batches round in
+smaller steps, so that padding never adds more than an eighth of the length: in steps of 8, Tatoeba's
+12-token sentences trained 8% slower than unrounded.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ IGNORE = -100
 
 
 def batch_length(rows: Sequence[Sequence[int]], multiple: int = 1, limit: int | None = None) -> int:
-    """The longest row's length rounded up to a multiple of ``multiple``, but not past ``limit`` (the
+    """The longest row's length rounded up to a multiple of ``multiple``, or of the largest power of
+    two no more than an eighth of that length where it is smaller (so that rounding never adds more than
+    an eighth: a 12-token batch stays 12, 20 becomes 20, 37 becomes 40), and not past ``limit`` (the
     model's window: positions beyond it may not exist) unless a row is longer itself."""
     longest = max((len(row) for row in rows), default=0)
-    rounded = -(-longest // multiple) * multiple
+    step = min(multiple, 1 << max(longest // 8, 1).bit_length() - 1)
+    rounded = -(-longest // step) * step
     return max(longest, min(rounded, limit)) if limit is not None else rounded
 
 
