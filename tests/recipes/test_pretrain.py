@@ -203,3 +203,26 @@ def test_two_processes_split_the_corpus_and_score_held_out_alike(corpus, tmp_pat
     # the same global batches: both ranks' examples, logged once
     assert len(ends[1]) == 1 and ends[1][0]["train_examples"] == ends[0][0]["train_examples"]
     assert AutoModelForMaskedLM.from_pretrained(two) is not None
+
+
+def test_after_is_the_best_steps_own_held_out_evaluation(corpus, tmp_path, monkeypatch):
+    """The held-out masks are fixed, so "after" reuses the best step's evaluation instead of scoring
+    the reloaded weights again: one pass before training and one per evaluation, none more."""
+    import bertkit.recipes.pretrain as recipe
+
+    calls = []
+    real = recipe.evaluate_heldout
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "evaluate_heldout", counting)
+    out = tmp_path / "run"
+    assert main(pretrain_args(corpus, out, "--steps", "6", "--train.eval_every", "3")) == 0
+    assert len(calls) == 3  # before, step 3, step 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    best = next(e for e in events if e["event"] == "eval" and e["step"] == metrics["best"]["step"])
+    assert metrics["after"]["mlm_accuracy"] == best["mlm_accuracy"]
+    assert metrics["after"]["perplexity"] == pytest.approx(best["perplexity"])

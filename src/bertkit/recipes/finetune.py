@@ -26,6 +26,7 @@ from bertkit.modeling.load import check_model, load_tokenizer
 from bertkit.modeling.lora import ADAPTER_DIR, add_lora, is_lora, merged, save_adapter
 from bertkit.recipes.run_dir import (
     CHECKPOINT,
+    DevScores,
     checkpoint_to_resume,
     elastic_restart,
     prepare_out_dir,
@@ -189,26 +190,6 @@ def finetune(
     title = "untrained head vs fine-tuned" if "before" in columns else "fine-tuned"
     print(format_table(columns, f"{eval_split} split: {title} ({out})"))
     return metrics
-
-
-class DevScores:
-    """The dev evaluation given to ``fit``, keeping each evaluation's full metrics by step (``noted`` is
-    fit's ``on_eval``: it files the latest metrics under their step, then calls the caller's ``on_eval``).
-    Every rank keeps them, so every rank takes the same decision on reusing them."""
-
-    def __init__(self, evaluate: Callable[[Any], dict], on_eval: Callable[[int, dict], None] | None):
-        self.evaluate, self.on_eval = evaluate, on_eval
-        self.latest: dict = {}
-        self.by_step: dict[int, dict] = {}
-
-    def __call__(self, model: Any) -> dict:
-        self.latest = self.evaluate(model)
-        return self.latest
-
-    def noted(self, step: int, summary: dict) -> None:
-        self.by_step[step] = self.latest
-        if self.on_eval:
-            self.on_eval(step, summary)
 
 
 def save_finetuned(model: Any, task: Any, tokenizer: Any, out: Path) -> None:

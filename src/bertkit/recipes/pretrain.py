@@ -40,6 +40,7 @@ from bertkit.pretrain.task import PretrainTask, add_counts, bert_config, pretrai
 from bertkit.pretrain.words import encode_sentences
 from bertkit.recipes.run_dir import (
     CHECKPOINT,
+    DevScores,
     checkpoint_to_resume,
     elastic_restart,
     prepare_out_dir,
@@ -95,6 +96,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
             write_json(out / "metrics.json", metrics)
     train_cfg = dataclasses.replace(cfg.train, resume=resume_from, eval_every=eval_interval(cfg, len(train)))
     train_log = TrainLog(out / "train_log.jsonl" if main else None)
+    heldout_scores = DevScores(evaluate, None)
     try:
         state = fit(
             model,
@@ -102,17 +104,23 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
             train,
             train_cfg,
             runtime,
-            evaluate=evaluate,
+            evaluate=heldout_scores,
             on_best=lambda m: save_model(m, tokenizer, out),
             checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
+            on_eval=heldout_scores.noted,
             fingerprint=fingerprint,
         )
     except BaseException:
         train_log.close()
         raise
     load_weights(model, out / "model.safetensors")
-    metrics["after"] = evaluate(model)
+    # the held-out masks are fixed, so the best step's own evaluation is what scoring its reloaded
+    # weights again would give (a resumed run may not have it: then it is scored again)
+    best_eval = heldout_scores.by_step.get(state.best_step)
+    if best_eval is not None:
+        log.info("after: the best step's (%d) own held-out evaluation, not repeated", state.best_step)
+    metrics["after"] = best_eval or evaluate(model)
     metrics["best"] = {"step": state.best_step, task.main_metric: state.best_metric}
     tokens = state.examples * float(np.mean(train.lengths))
     metrics["train"] = {

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,24 @@ def checkpoint_to_resume(cfg: RunConfig, out: Path, fingerprint: dict[str, Any])
 def previous_metrics(out: Path) -> dict:
     path = out / "metrics.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+class DevScores:
+    """The evaluation given to ``fit`` (dev; pretraining's held-out documents), keeping each
+    evaluation's full metrics by step (``noted`` is fit's ``on_eval``: it files the latest metrics under
+    their step, then calls the caller's ``on_eval``). Every rank keeps them, so every rank takes the
+    same decision on reusing them."""
+
+    def __init__(self, evaluate: Callable[[Any], dict], on_eval: Callable[[int, dict], None] | None):
+        self.evaluate, self.on_eval = evaluate, on_eval
+        self.latest: dict = {}
+        self.by_step: dict[int, dict] = {}
+
+    def __call__(self, model: Any) -> dict:
+        self.latest = self.evaluate(model)
+        return self.latest
+
+    def noted(self, step: int, summary: dict) -> None:
+        self.by_step[step] = self.latest
+        if self.on_eval:
+            self.on_eval(step, summary)
