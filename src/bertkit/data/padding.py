@@ -25,7 +25,7 @@ def batch_length(rows: Sequence[Sequence[int]], multiple: int = 1, limit: int | 
     an eighth: a 12-token batch stays 12, 20 becomes 20, 37 becomes 40), and not past ``limit`` (the
     model's window: positions beyond it may not exist) unless a row is longer itself."""
     longest = max((len(row) for row in rows), default=0)
-    step = min(multiple, 1 << max(longest // 8, 1).bit_length() - 1)
+    step = min(multiple, 1 << (max(longest // 8, 1).bit_length() - 1))  # a power of two <= longest / 8
     rounded = -(-longest // step) * step
     return max(longest, min(rounded, limit)) if limit is not None else rounded
 

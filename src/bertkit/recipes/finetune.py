@@ -26,7 +26,7 @@ from bertkit.modeling.load import check_model, load_tokenizer
 from bertkit.modeling.lora import ADAPTER_DIR, add_lora, is_lora, merged, save_adapter
 from bertkit.recipes.run_dir import (
     CHECKPOINT,
-    DevScores,
+    ScoresByStep,
     checkpoint_to_resume,
     elastic_restart,
     prepare_out_dir,
@@ -115,7 +115,7 @@ def finetune(
         model, (task, dev_task), (train_features, dev_selected), cfg.model, runtime, eval_batch, out
     )
     train_log = TrainLog(out / "train_log.jsonl" if main else None)
-    dev_scores = DevScores(
+    dev_scores = ScoresByStep(
         lambda m: evaluate_records(m, dev_task, dev_records, runtime, eval_batch, "dev", dev_selected),
         on_eval,
     )

@@ -40,7 +40,7 @@ from bertkit.pretrain.task import PretrainTask, add_counts, bert_config, pretrai
 from bertkit.pretrain.words import encode_sentences
 from bertkit.recipes.run_dir import (
     CHECKPOINT,
-    DevScores,
+    ScoresByStep,
     checkpoint_to_resume,
     elastic_restart,
     prepare_out_dir,
@@ -96,7 +96,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
             write_json(out / "metrics.json", metrics)
     train_cfg = dataclasses.replace(cfg.train, resume=resume_from, eval_every=eval_interval(cfg, len(train)))
     train_log = TrainLog(out / "train_log.jsonl" if main else None)
-    heldout_scores = DevScores(evaluate, None)
+    heldout_scores = ScoresByStep(evaluate, None)
     try:
         state = fit(
             model,

@@ -116,7 +116,7 @@ def previous_metrics(out: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-class DevScores:
+class ScoresByStep:
     """The evaluation given to ``fit`` (dev; pretraining's held-out documents), keeping each
     evaluation's full metrics by step (``noted`` is fit's ``on_eval``: it files the latest metrics under
     their step, then calls the caller's ``on_eval``). Every rank keeps them, so every rank takes the
