@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pretrain a small cased English BERT from scratch on the Gutenberg books (about an hour on 2 cores),
 # then fine-tune it and the same architecture from random initialisation on WNUT-17 and SST-2 with the
-# same recipe and several seeds, and print the comparison.
+# same recipe and several seeds (all of SST-2, and nested subsets of 500 to 8,000 sentences), and print
+# the comparison.
 #   BERTKIT_DATA_DIR=../shared/data bash examples/pretrain_en_mini.sh
 set -euo pipefail
 DATA=${BERTKIT_DATA_DIR:?set BERTKIT_DATA_DIR to the folder with gutenberg_en, wnut17 and glue_sst2}
@@ -24,5 +25,14 @@ for init in model random; do
             --output.checkpoint false
     done
 done
+# Fewer labels: nested SST-2 subsets (the same per seed for both models), 3 seeds each, dev held out of
+# train (3%) for early stopping, scored on SST-2's dev set (its test set has no labels).
+for init in model random; do
+    bertkit -q curve classify --model "$OUT/$init" --train "$DATA/glue_sst2/train.tsv" \
+        --test "$DATA/glue_sst2/dev.tsv" --text-column sentence --label-column label \
+        --out "$OUT/sst2curve-$init" --sizes 500,2000,8000 --seeds 3 --seed 1 --data.dev_fraction 0.03 \
+        --epochs 10 --train.patience 3 --lr 1e-4 --batch-size 32
+done
 set +x
 python examples/compare_runs.py "$OUT" wnut17 f1 sst2 accuracy
+cat "$OUT/sst2curve-model/curve.md" "$OUT/sst2curve-random/curve.md"
