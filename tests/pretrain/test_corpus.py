@@ -63,6 +63,26 @@ def test_line_mode_gives_one_document_per_line(tmp_path):
     assert read([path], documents="line") == [(["First.", "Second."], 1), (["Third"], 2), (["Fourth!"], 5)]
 
 
+def test_sentences_line_keeps_each_line_as_one_sentence(tmp_path):
+    # BERT's create_pretraining_data.py input: one sentence per line, blank lines between documents;
+    # lines without end punctuation (tweets, titles) would otherwise be unwrapped into one "sentence"
+    text = "@user so tired today\nwho is up for pizza\nMr. Smith arrived. He sat.\n\n"
+    text += "两个句子。没有标点\n下一行\n"
+    path = write(tmp_path / "c.txt", text)
+    assert read([path], sentences="line") == [
+        (["@user so tired today", "who is up for pizza", "Mr. Smith arrived. He sat."], 1),
+        (["两个句子。没有标点", "下一行"], 5),
+    ]
+    assert read([path]) == [
+        (["@user so tired today who is up for pizza Mr. Smith arrived.", "He sat."], 1),
+        (["两个句子。", "没有标点下一行"], 5),
+    ]
+    assert read([path], sentences="line", documents="line")[0] == (["@user so tired today"], 1)
+    stats = CorpusStats()
+    list(read_documents([path], CorpusOptions(sentences="line", min_sentence_chars=5), stats))
+    assert (stats.sentences, stats.short_sentences) == (4, 1)  # "下一行" is shorter than 5 characters
+
+
 def test_doc_start_cuts_wikitext_articles_and_drop_lines_drops_headings(tmp_path):
     text = " = Alpha = \n \n Alpha is a letter . It is first .\n \n = = History = = \n \n Old .\n"
     text += " = Beta = \n \n Beta follows .\n"
@@ -217,6 +237,8 @@ def test_missing_or_empty_inputs_are_errors(tmp_path):
 def test_options_are_checked():
     with pytest.raises(BertkitError, match="documents must be one of"):
         CorpusOptions(documents="paragraph")
+    with pytest.raises(BertkitError, match="sentences must be one of"):
+        CorpusOptions(sentences="paragraph")
     with pytest.raises(BertkitError, match=r"doc_start: '\(' is not a valid regular expression"):
         CorpusOptions(doc_start="(")
 
@@ -252,7 +274,8 @@ def test_options_come_from_any_object_with_the_same_names():
     assert CorpusOptions.of(config) == CorpusOptions(
         documents="file", keep_from="^START", drop_lines="^#", on_bad_line="warn"
     )
-    flags = argparse.Namespace(documents="line", doc_start=None, unrelated=1)
-    assert CorpusOptions.of(flags) == CorpusOptions(documents="line")  # what it lacks keeps its default
+    flags = argparse.Namespace(documents="line", sentences="line", doc_start=None, unrelated=1)
+    # what it lacks keeps its default
+    assert CorpusOptions.of(flags) == CorpusOptions(documents="line", sentences="line")
     with pytest.raises(BertkitError, match="keep_from"):
         CorpusOptions.of(argparse.Namespace(keep_from="(unclosed"))

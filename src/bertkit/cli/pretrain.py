@@ -57,6 +57,7 @@ def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     """The corpus options of ``pretrain`` (same spellings), for ``vocab``."""
     defaults = PretrainConfig()
     parser.add_argument("--documents", choices=("blank", "file", "line"), default=defaults.documents)
+    parser.add_argument("--sentences", choices=("split", "line"), default=defaults.sentences)
     for flag, help_text in (
         ("--doc-start", "regex: a line matching it starts a new document"),
         ("--keep-from", "regex: in each file, drop the lines up to and including the first match"),

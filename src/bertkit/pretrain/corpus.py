@@ -20,6 +20,10 @@ from bertkit.data.readers.text import is_cjk
 from bertkit.errors import ON_BAD_LINE, BadLines, BertkitError
 
 DOCUMENT_MODES = ("blank", "file", "line")
+# "split": a paragraph's lines are unwrapped and cut at sentence ends; "line": each line is one sentence,
+# as in the input of Google's create_pretraining_data.py (one sentence per line, blank lines between
+# documents), for corpora already split, or whose lines are tweets or titles without end punctuation
+SENTENCE_MODES = ("split", "line")
 # Part of the fingerprint: bump it when the reading or sentence rules change, so old shards are rebuilt.
 READER_VERSION = 1
 # Above this share of one-sentence documents, next-sentence pairs are nearly all random (BERT's pairing
@@ -36,6 +40,7 @@ class CorpusOptions:
 
     # "blank": a blank line ends a document; "file": one document per file; "line": one per line
     documents: str = "blank"
+    sentences: str = "split"  # see SENTENCE_MODES
     doc_start: str | None = None  # a matching line starts a new document (WikiText: r"^ = [^=].* = $")
     # lines up to and including the first match are dropped (Gutenberg: r"^\*\*\* ?START OF")
     keep_from: str | None = None
@@ -48,6 +53,8 @@ class CorpusOptions:
     def __post_init__(self) -> None:
         if self.documents not in DOCUMENT_MODES:
             raise BertkitError(f"documents must be one of {DOCUMENT_MODES}, got {self.documents!r}")
+        if self.sentences not in SENTENCE_MODES:
+            raise BertkitError(f"sentences must be one of {SENTENCE_MODES}, got {self.sentences!r}")
         if self.on_bad_line not in ON_BAD_LINE:
             raise BertkitError(f"on_bad_line must be one of {ON_BAD_LINE}, got {self.on_bad_line!r}")
         if self.min_sentence_chars < 1:
@@ -203,8 +210,9 @@ def read_documents(
     """Stream the non-empty documents of the corpus files (see ``corpus_files``), file by file.
 
     Files are read line by line (UTF-8, a BOM skipped, LF, CRLF or CR). Within a document, consecutive
-    non-blank lines form a paragraph, unwrapped into one text and cut by ``split_sentences``; in "line"
-    mode each line is a document of its own. The paths are checked now; files are read as the documents
+    non-blank lines form a paragraph, unwrapped into one text and cut by ``split_sentences`` (with
+    ``sentences="line"``, each line is a sentence as it stands); with ``documents="line"`` each line is
+    a document of its own. The paths are checked now; files are read as the documents
     are taken. ``stats`` is filled along the way. A stream that ends without one document is an error.
     """
     files = corpus_files(inputs)
@@ -232,6 +240,7 @@ class _DocumentBuilder:
     path: str
     min_chars: int
     stats: CorpusStats
+    split: bool  # cut the unwrapped paragraph at sentence ends (else each line is a sentence)
     sentences: list[str] = field(default_factory=list)
     paragraph: list[str] = field(default_factory=list)
     line: int = 0
@@ -244,7 +253,8 @@ class _DocumentBuilder:
     def end_paragraph(self) -> None:
         if not self.paragraph:
             return
-        for sentence in split_sentences(unwrap_lines(self.paragraph)):
+        lines = [line for line in self.paragraph if line]
+        for sentence in split_sentences(unwrap_lines(lines)) if self.split else lines:
             if len(sentence) >= self.min_chars:
                 self.sentences.append(sentence)
             else:
@@ -270,7 +280,7 @@ def _file_documents(
 ) -> Iterator[Document]:
     doc_start = _compile("doc_start", options.doc_start)
     drop_lines = _compile("drop_lines", options.drop_lines)
-    builder = _DocumentBuilder(str(path), options.min_sentence_chars, stats)
+    builder = _DocumentBuilder(str(path), options.min_sentence_chars, stats, options.sentences == "split")
     for number, line in _kept_lines(path, options, bad):
         if doc_start is not None and doc_start.search(line):
             yield from builder.end_document()

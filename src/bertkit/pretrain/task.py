@@ -68,6 +68,13 @@ class PretrainConfig:
         "--documents",
         choices=("blank", "file", "line"),
     )
+    sentences: str = option(
+        "split",
+        "what a sentence is: cut at sentence ends (a paragraph's lines unwrapped first), or each line "
+        "as it stands (BERT's create_pretraining_data.py input: one sentence per line)",
+        "--sentences",
+        choices=("split", "line"),
+    )
     doc_start: str | None = option(None, "regex: a line matching it starts a new document", "--doc-start")
     keep_from: str | None = option(
         None, "regex: in each file, drop the lines up to and including the first match", "--keep-from"
