@@ -14,6 +14,7 @@ from bertkit.errors import BertkitError
 from bertkit.pretrain.task import (
     MODEL_SIZES,
     PretrainConfig,
+    PretrainOutput,
     PretrainTask,
     add_counts,
     bert_config,
@@ -78,14 +79,31 @@ def test_held_out_metrics_are_token_weighted(tokenizer):
         (torch.eye(vocab)[[0, 1, 2]], torch.tensor([0, 1, 3]), 1.0),  # 2 of 3 right
         (torch.eye(vocab)[[4]], torch.tensor([4]), 5.0),
     ):
-        out = type("Out", (), {"mlm_labels": labels, "mlm_logits": logits, "mlm_loss": torch.tensor(loss)})
-        out.nsp_logits = None
-        add_counts(totals, out, {})
+        loss = torch.tensor(loss)
+        add_counts(totals, PretrainOutput(loss, loss, logits, labels), {})
     metrics = pretrain_metrics(totals)
     assert metrics["mlm_accuracy"] == pytest.approx(3 / 4)
     assert metrics["mlm_loss"] == pytest.approx((3 * 1.0 + 5.0) / 4)
     assert metrics["perplexity"] == pytest.approx(math.exp(2.0))
-    assert "nsp_accuracy" not in metrics
+    assert "nsp_accuracy" not in metrics and "rtd_accuracy" not in metrics
+
+
+def test_replaced_token_metrics_are_token_weighted():
+    """ELECTRA's: 4 real tokens (3 right, 1 replaced), then 2 (1 right, 1 replaced)."""
+    totals = {"tokens": 0, "correct": 0, "loss": 0.0, "pairs": 0, "nsp_correct": 0}
+    totals |= {"rtd_tokens": 0, "rtd_correct": 0, "rtd_loss": 0.0, "replaced": 0}
+    for rtd_logits, rtd_labels, rtd_loss in (
+        (torch.tensor([2.0, -1.0, -3.0, 0.5]), torch.tensor([1.0, 0.0, 0.0, 0.0]), 0.2),
+        (torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.0]), 0.8),
+    ):
+        mlm = torch.tensor(1.0)
+        out = PretrainOutput(mlm, mlm, torch.eye(3)[[0]], torch.tensor([0]))
+        out.rtd_logits, out.rtd_labels, out.rtd_loss = rtd_logits, rtd_labels, torch.tensor(rtd_loss)
+        add_counts(totals, out, {})
+    metrics = pretrain_metrics(totals)
+    assert metrics["rtd_accuracy"] == pytest.approx(4 / 6)
+    assert metrics["rtd_loss"] == pytest.approx((4 * 0.2 + 2 * 0.8) / 6)
+    assert metrics["replaced_share"] == pytest.approx(2 / 6)
 
 
 def test_no_masked_token_is_an_error():
@@ -118,3 +136,34 @@ def test_model_dropout_applies_to_the_run_but_the_saved_config_keeps_berts(token
         PretrainConfig(objective="mlm", init=str(tmp_path)), ModelConfig(dropout=0.0), tokenizer
     )
     assert {m.p for m in again.build_model().modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+
+
+def test_electra_replaces_the_masked_tokens_by_the_generators_samples(tokenizer):
+    task = PretrainTask(PretrainConfig(objective="electra", generator_layers=1), ModelConfig(), tokenizer)
+    model = task.build_model(bert_config("tiny", tokenizer, 32))
+    shared = model.bert.embeddings.word_embeddings.weight
+    assert model.generator.bert.embeddings is model.bert.embeddings
+    assert model.generator.cls.predictions.decoder.weight is shared
+    assert len(model.generator.bert.encoder.layer) == 1 and len(model.bert.encoder.layer) == 2
+    batch = masked_batch(tokenizer, "electra")
+    chosen = batch["labels"] != -100
+    original = torch.where(chosen, batch["labels"], batch["input_ids"])
+    forced = int(original[chosen][0])  # the generator always proposes this token
+    with torch.no_grad():
+        model.generator.cls.predictions.bias[forced] = 1e4
+    seen = {}
+    model.bert.embeddings.word_embeddings.register_forward_hook(
+        lambda module, args, result: seen.setdefault("ids", []).append(args[0])
+    )
+    out = task.forward(model, batch)
+    corrupted = seen["ids"][1]  # the generator embeds first, then the discriminator
+    assert torch.equal(corrupted[chosen], torch.full_like(original[chosen], forced))
+    assert torch.equal(corrupted[~chosen], original[~chosen])
+    real = batch["attention_mask"].bool()
+    expected = (chosen & (original != forced))[real].float()  # a sample equal to the original is not replaced
+    assert torch.equal(out.rtd_labels, expected) and 0 < expected.sum() < chosen.sum()
+    assert out.loss.item() == pytest.approx((out.mlm_loss + 50.0 * out.rtd_loss).item())
+    out.loss.backward()  # both losses train the shared embeddings; the generator learns by MLM alone
+    assert shared.grad is not None and shared.grad.abs().sum() > 0
+    assert model.generator.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+    assert int(model.batches_trained) == 1

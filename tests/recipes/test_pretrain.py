@@ -14,9 +14,12 @@ import pytest
 import torch
 from conftest import after_step, crash
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from bertkit.cli.app import main
+from bertkit.config import ModelConfig
+from bertkit.pretrain.task import PretrainConfig, PretrainTask, bert_config
+from bertkit.training.checkpoint import load_weights
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "her sister"]
 VERBS = ["saw", "liked", "followed", "painted", "called"]
@@ -96,6 +99,45 @@ def test_a_tiny_model_learns_the_grammar(corpus, tmp_path):
     assert (out / "curves.png").is_file() and (out / "run.yaml").is_file()
 
 
+def test_an_electra_discriminator_learns_to_spot_a_replaced_word(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert main(pretrain_args(corpus, out, "--steps", "300", "--objective", "electra")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    before, after = metrics["before"], metrics["after"]
+    assert after["rtd_loss"] < before["rtd_loss"] * 0.7 and after["perplexity"] < before["perplexity"] / 5
+    assert metrics["best"]["step"] == 300  # held-out losses cannot rank ELECTRA's steps: the last is kept
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    task = PretrainTask(PretrainConfig(objective="electra"), ModelConfig(), tokenizer)
+    torch.manual_seed(0)
+    untrained = task.build_model(bert_config("tiny", tokenizer, 32)).eval()
+    trained = task.build_model(bert_config("tiny", tokenizer, 32)).eval()
+    load_weights(trained, out / "checkpoint" / "model.safetensors")  # the discriminator's head too
+    # a noun where the verb belongs: the trained discriminator points at it, an untrained one guesses
+    rng = random.Random(3)
+    hits = {"trained": 0, "untrained": 0}
+    for _ in range(60):
+        words = [
+            *rng.choice(SUBJECTS).capitalize().split(),
+            rng.choice(VERBS),
+            *rng.choice(OBJECTS).split(),
+            ".",
+        ]
+        encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+        verb = [i for i, w in enumerate(encoded.word_ids()) if w is not None and words[w] in VERBS][0]
+        encoded["input_ids"][0, verb] = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("river")[0])
+        for name, model in (("trained", trained), ("untrained", untrained)):
+            with torch.no_grad():
+                states = model.bert(**encoded).last_hidden_state
+                scores = model.rtd_head(states)[0, 1:-1, 0]  # [CLS] and [SEP] left out
+            hits[name] += int(scores.argmax()) + 1 == verb
+    assert hits["trained"] >= 50 and hits["untrained"] <= 30  # of 60; chance is 1 in 5 or 6
+    # the result is the discriminator alone, a BertModel in the Hugging Face layout
+    saved = AutoModel.from_pretrained(out)
+    assert type(saved).__name__ == "BertModel"
+    for name, weight in trained.bert.state_dict().items():
+        assert torch.equal(saved.state_dict()[name], weight), name
+
+
 def test_the_pretrained_model_fine_tunes(corpus, tmp_path):
     out = tmp_path / "run"
     assert main(pretrain_args(corpus, out, "--steps", "10", "--objective", "mlm")) == 0
@@ -137,8 +179,9 @@ def test_the_tokenised_corpus_is_reused_and_rebuilt_when_the_corpus_changes(corp
     assert len(after) == len(stores) + 1  # another corpus, another store; the first is kept
 
 
-def test_a_resume_mid_stream_gives_the_same_weights(corpus, tmp_path, monkeypatch):
-    args = ["--steps", "12", "--train.save_every", "4", "--train.eval_every", "6"]
+@pytest.mark.parametrize("objective", ["mlm+nsp", "electra"])
+def test_a_resume_mid_stream_gives_the_same_weights(corpus, tmp_path, monkeypatch, objective):
+    args = ["--steps", "12", "--train.save_every", "4", "--train.eval_every", "6", "--objective", objective]
     args += ["--train.adapt_threads", "false"]  # bit for bit: no thread count that follows the load
     full = tmp_path / "full"
     assert main(pretrain_args(corpus, full, *args)) == 0

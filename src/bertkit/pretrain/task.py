@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from bertkit.config import ModelConfig, option
 from bertkit.data.padding import IGNORE, batch_length, pad, padding_mask
 from bertkit.errors import BertkitError
+from bertkit.pretrain.electra import build_electra, electra_forward
 from bertkit.pretrain.masking import mask_tokens
 
-OBJECTIVES = ("mlm+nsp", "mlm")
+OBJECTIVES = ("mlm+nsp", "mlm", "electra")
 # BERT's miniatures (Turc et al., 2019, "Well-Read Students Learn Better") and BERT-base:
 # layers, hidden size, attention heads; the feed-forward layer is 4x the hidden size
 MODEL_SIZES = {
@@ -41,7 +42,15 @@ class PretrainConfig:
         None, "architecture of a new model", "--model-size", choices=tuple(MODEL_SIZES)
     )
     init: str | None = option(None, "continue pretraining this model (directory or hub id)", "--from")
-    objective: str = option("mlm+nsp", "training objective", "--objective", choices=OBJECTIVES)
+    objective: str = option(
+        "mlm+nsp",
+        "training objective: BERT's, RoBERTa's (packed, no NSP), or ELECTRA's replaced-token detection",
+        "--objective",
+        choices=OBJECTIVES,
+    )
+    generator_layers: int = option(
+        1, "electra: layers of the generator (the model's width, its embeddings shared)", ge=1
+    )
     whole_word_mask: bool = option(False, "mask all sub-words of a word together", "--whole-word-mask")
     word_boundaries: str = option(
         "basic",
@@ -104,6 +113,9 @@ class PretrainOutput:
     mlm_labels: torch.Tensor  # (masked tokens,)
     nsp_loss: torch.Tensor | None = None
     nsp_logits: torch.Tensor | None = None
+    rtd_loss: torch.Tensor | None = None  # electra: the discriminator's, mean over real tokens
+    rtd_logits: torch.Tensor | None = None  # (real tokens,)
+    rtd_labels: torch.Tensor | None = None  # 1.0 where the generator replaced the token
 
 
 def set_training_dropout(model: torch.nn.Module, dropout: float | None) -> None:
@@ -136,15 +148,19 @@ def bert_config(size: str, tokenizer: Any, max_length: int) -> Any:
 
 
 class PretrainTask:
-    """Masked LM with dynamic masking, plus NSP for ``mlm+nsp``; features come from ``Instances``."""
+    """Masked LM with dynamic masking, plus NSP for ``mlm+nsp`` or replaced-token detection for
+    ``electra`` (``bertkit.pretrain.electra``); features come from ``Instances``."""
 
     name = "pretrain"
-    main_metric = "perplexity"
-    greater_is_better = False
     input_names = ("input_ids", "attention_mask", "token_type_ids")
 
     def __init__(self, cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Any, seed: int = 0):
         self.cfg, self.model_cfg, self.tokenizer, self.seed = cfg, model_cfg, tokenizer, seed
+        self.electra = cfg.objective == "electra"
+        # ELECTRA's held-out losses cannot rank steps (see ElectraPretraining): the latest is kept
+        self.main_metric = "batches_trained" if self.electra else "perplexity"
+        self.greater_is_better = self.electra
+        self.plot_metric = "rtd_accuracy" if self.electra else "perplexity"
         special = set(tokenizer.all_special_ids)
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
             raise BertkitError("the tokenizer has no [MASK] or [PAD] token: it cannot pretrain a masked LM")
@@ -156,13 +172,22 @@ class PretrainTask:
 
     def build_model(self, config: Any = None) -> torch.nn.Module:
         """A new model from ``config``, or the ``--from`` model with fresh heads where it has none."""
-        from transformers import BertForMaskedLM, BertForPreTraining
+        from transformers import BertForMaskedLM, BertForPreTraining, BertModel
 
-        cls = BertForPreTraining if self.cfg.objective == "mlm+nsp" else BertForMaskedLM
-        if config is not None:
-            model = cls(config)
-            set_training_dropout(model, self.model_cfg.dropout)
-            return model
+        cls = {"mlm+nsp": BertForPreTraining, "mlm": BertForMaskedLM, "electra": BertModel}[
+            self.cfg.objective
+        ]
+        model = cls(config) if config is not None else self._load(cls)
+        if self.electra:
+            model = build_electra(model, self.cfg.generator_layers)
+        set_training_dropout(model, self.model_cfg.dropout)
+        return model
+
+    def saved_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The part of ``model`` that is the result: ELECTRA's discriminator, else all of it."""
+        return model.bert if self.electra else model
+
+    def _load(self, cls: Any) -> torch.nn.Module:
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
@@ -179,7 +204,6 @@ class PretrainTask:
             raise BertkitError(
                 f"--from {self.cfg.init}: pretraining supports BERT models, not {model.config.model_type}"
             )
-        set_training_dropout(model, self.model_cfg.dropout)
         return model
 
     # -- batches ------------------------------------------------------------------------------------
@@ -219,6 +243,11 @@ class PretrainTask:
     # -- training -----------------------------------------------------------------------------------
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PretrainOutput:
+        if self.electra:
+            chosen = batch["labels"] != IGNORE
+            return PretrainOutput(
+                **electra_forward(model, batch, chosen, self.cfg.sparse_head, self.generator)
+            )
         encoder = model.bert(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
@@ -275,6 +304,12 @@ def add_counts(totals: dict, out: PretrainOutput, batch: dict[str, torch.Tensor]
         labels = batch["next_sentence_label"]
         totals["pairs"] += len(labels)
         totals["nsp_correct"] += int((out.nsp_logits.argmax(-1) == labels).sum())
+    if out.rtd_logits is not None:
+        real = len(out.rtd_labels)
+        totals["rtd_tokens"] += real
+        totals["rtd_correct"] += int(((out.rtd_logits > 0).float() == out.rtd_labels).sum())
+        totals["rtd_loss"] += float(out.rtd_loss) * real
+        totals["replaced"] += int(out.rtd_labels.sum())
 
 
 def pretrain_metrics(totals: dict) -> dict:
@@ -290,4 +325,8 @@ def pretrain_metrics(totals: dict) -> dict:
     }
     if totals["pairs"]:
         metrics["nsp_accuracy"] = totals["nsp_correct"] / totals["pairs"]
+    if totals.get("rtd_tokens"):
+        metrics["rtd_accuracy"] = totals["rtd_correct"] / totals["rtd_tokens"]
+        metrics["rtd_loss"] = totals["rtd_loss"] / totals["rtd_tokens"]
+        metrics["replaced_share"] = totals["replaced"] / totals["rtd_tokens"]  # of the real tokens
     return metrics

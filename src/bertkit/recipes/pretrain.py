@@ -105,7 +105,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
             train_cfg,
             runtime,
             evaluate=heldout_scores,
-            on_best=lambda m: save_model(m, tokenizer, out),
+            on_best=lambda m: save_model(task.saved_model(m), tokenizer, out),
             checkpoint_dir=out / CHECKPOINT if cfg.output.checkpoint else None,
             train_log=train_log,
             on_eval=heldout_scores.noted,
@@ -114,7 +114,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     except BaseException:
         train_log.close()
         raise
-    load_weights(model, out / "model.safetensors")
+    load_weights(task.saved_model(model), out / "model.safetensors")
     # the held-out masks are fixed, so the best step's own evaluation is what scoring its reloaded
     # weights again would give (a resumed run may not have it: then it is scored again)
     best_eval = heldout_scores.by_step.get(state.best_step)
@@ -142,7 +142,7 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
         return metrics
     write_json(out / "metrics.json", metrics)
     if cfg.output.plot:
-        plot_curves(out / "train_log.jsonl", out / "curves.png", task.main_metric, task.greater_is_better)
+        plot_curves(out / "train_log.jsonl", out / "curves.png", task.plot_metric, task.electra)
     columns = {k: metrics[k] for k in ("before", "after") if k in metrics}
     print(format_table(columns, f"held-out documents ({out})"))
     return metrics
@@ -251,7 +251,7 @@ def make_instances(cfg: RunConfig, store: TokenStore, tokenizer: Any) -> tuple[I
         )
     train_docs, heldout_docs = split_documents(store.n_documents, heldout_count, cfg.train.seed)
     special = SpecialIds(cls=tokenizer.cls_token_id, sep=tokenizer.sep_token_id)
-    common = dict(objective=p.objective, max_length=cfg.model.max_length, special=special)
+    common = dict(objective=instance_objective(p.objective), max_length=cfg.model.max_length, special=special)
     train = build_instances(
         store,
         train_docs,
@@ -280,11 +280,15 @@ def make_instances(cfg: RunConfig, store: TokenStore, tokenizer: Any) -> tuple[I
     return train, heldout
 
 
+def instance_objective(objective: str) -> str:
+    """How instances are cut for an objective: ELECTRA's are RoBERTa's packed sentences, no NSP."""
+    return "mlm" if objective == "electra" else objective
+
+
 def instance_key(cfg: RunConfig) -> str:
     p = cfg.task
-    key = (
-        f"{p.objective}|{cfg.model.max_length}|{p.short_seq_prob}|{p.duplicates}|{p.heldout}|{cfg.train.seed}"
-    )
+    parts = (instance_objective(p.objective), cfg.model.max_length, p.short_seq_prob, p.duplicates, p.heldout)
+    key = "|".join(map(str, (*parts, cfg.train.seed)))
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -301,6 +305,7 @@ def evaluate_heldout(
     """MLM accuracy, loss and perplexity (and NSP accuracy) on the held-out sample, fixed masks; under
     torchrun each rank counts every world-size-th batch and the counts are summed."""
     totals = {"tokens": 0, "correct": 0, "loss": 0.0, "pairs": 0, "nsp_correct": 0}
+    totals |= {"rtd_tokens": 0, "rtd_correct": 0, "rtd_loss": 0.0, "replaced": 0}
     batches = list(enumerate(inference_batches(features, batch_size)))[runtime.rank :: runtime.world_size]
     with task.fixed_masks() as reseed, torch.no_grad(), eval_mode(model), runtime.autocast():
         for k, idx in tqdm(batches, desc="held-out", unit="batch", leave=False, disable=not runtime.is_main):
@@ -308,7 +313,10 @@ def evaluate_heldout(
             batch = to_device(task.collate([features[i] for i in idx]), runtime.device)
             add_counts(totals, task.forward(model, batch), batch)
     summed = distributed.sum_across([float(v) for v in totals.values()])
-    return pretrain_metrics({k: type(totals[k])(v) for k, v in zip(totals, summed)})
+    metrics = pretrain_metrics({k: type(totals[k])(v) for k, v in zip(totals, summed)})
+    if task.electra:
+        metrics["batches_trained"] = int(model.batches_trained)
+    return metrics
 
 
 def repeatable(cfg: RunConfig) -> RunConfig:
