@@ -28,6 +28,13 @@ class BadInputError(BertkitError, ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def require_records(records: list, path: str) -> list:
+    """``records`` when there are any; else BadInputError naming the file (nothing to train or score)."""
+    if not records:
+        raise BadInputError(path, 0, "no records: the file is empty or every record in it was skipped")
+    return records
+
+
 @dataclass
 class BadLines:
     """Raises or counts malformed lines of one file, per the user's policy."""

@@ -119,6 +119,21 @@ def test_predict_conll_tags_every_token_of_long_sentences(trained, tmp_path):
     assert sum(g == p for g, p in zip(gold, pred)) / len(gold) > 0.95
 
 
+def test_predicted_conll_gives_every_non_blank_line_the_same_columns(trained, tmp_path):
+    # -DOCSTART- lines get an O (conlleval refuses lines of other widths); a GermEval-style comment
+    # line is copied as it is
+    src = tmp_path / "docs.conll"
+    src.write_text(
+        "-DOCSTART-\tO\n\n#\tsource\tdate\nalice\tB-PER\nwent\tO\n\n-DOCSTART-\tO\n\nparis\tB-LOC\n"
+    )
+    out = tmp_path / "docs.pred.conll"
+    assert main(["-q", "predict", "--model", str(trained), "--input", str(src), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "-DOCSTART-\tO\tO" and lines[6] == "-DOCSTART-\tO\tO"
+    assert lines[2] == "#\tsource\tdate"
+    assert [len(line.split("\t")) for line in lines if line.strip() and not line.startswith("#")] == [3] * 5
+
+
 def test_predictions_score_what_metrics_json_says(trained, synthetic_ner, tmp_path):
     out = tmp_path / "test.pred.conll"
     args = [

@@ -227,14 +227,15 @@ def invalid_transitions(tags: Sequence[str], scheme: str) -> list[tuple[int, str
 
 
 # seqeval's strict-mode classes (seqeval/scheme.py) for the schemes it knows; IO has none.
-_SEQEVAL_SCHEME = {"iob1": "IOB1", "iob2": "IOB2", "bioes": "IOBES", "bmes": "IOBES", "io": None}
+_SEQEVAL_SCHEME = {"iob2": "IOB2", "bioes": "IOBES", "bmes": "IOBES", "io": None}
 
 
 def to_seqeval(tags: Sequence[str], scheme: str) -> tuple[list[str], str | None]:
     """Tags in a form seqeval accepts, and the name of the seqeval scheme class for strict mode.
 
     The name is None for IO, which seqeval only scores in its default (conlleval-like) mode. BMES is
-    handed over as IOBES (``M-`` becomes ``I-``). The caller maps the name to ``seqeval.scheme``'s class.
+    handed over as IOBES (``M-`` becomes ``I-``), IOB1 as its spans written in IOB2. The caller maps
+    the name to ``seqeval.scheme``'s class.
     """
     _check_scheme(scheme)
     for tag in tags:
@@ -242,4 +243,10 @@ def to_seqeval(tags: Sequence[str], scheme: str) -> tuple[list[str], str | None]
     if scheme == "bmes":
         # rename only: converting via spans would repair ill-formed predictions and score BMES leniently
         return [f"I-{t[2:]}" if t.startswith("M-") else t for t in tags], "IOBES"
+    if scheme == "iob1":
+        # seqeval's strict IOB1 lets no B- after O or after another type start an entity (gold entities
+        # vanish from the support, wrong predicted ones are not counted), and reads I- I- against B- I-
+        # as different spans. IOB1 has no ill-formed sequences; its reading (conlleval's) written as
+        # IOB2 is scored strictly instead.
+        return convert_tags(tags, "iob1", "iob2"), "IOB2"
     return list(tags), _SEQEVAL_SCHEME[scheme]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from bertkit.config import RunConfig, build_config, load_yaml
-from bertkit.errors import BertkitError, InputLimitError
+from bertkit.errors import BertkitError, InputLimitError, require_records
 from bertkit.inference.evaluation import predict_features
 from bertkit.inference.onnx_engine import ENGINES, OnnxModel
 from bertkit.modeling.export import ONNX_FILE, quantize_torch_int8
@@ -142,7 +142,7 @@ class Predictor:
 
     def evaluate(self, path: str) -> dict:
         """Metrics of the model on a labelled file."""
-        records = self.task.read(require_file(path, "data"))
+        records = require_records(self.task.read(require_file(path, "data")), path)
         features = self.task.encode(records)
         self.task.describe_encoding(records, features, path)
         predictions = predict_features(

@@ -20,7 +20,7 @@ from bertkit.atomic import write_json, write_text
 from bertkit.config import RunConfig
 from bertkit.data import registry as datasets
 from bertkit.data.features import InMemoryFeatures
-from bertkit.errors import BertkitError
+from bertkit.errors import BertkitError, require_records
 from bertkit.inference.evaluation import evaluate_records, predict_all
 from bertkit.modeling.load import check_model, load_tokenizer
 from bertkit.modeling.lora import ADAPTER_DIR, add_lora, is_lora, merged, save_adapter
@@ -75,15 +75,15 @@ def finetune(
     task.prepare_tokenizer(tokenizer)  # before the model is built: it sizes the embeddings
     added_tokens = range(vocabulary, len(tokenizer))
     given = records or {}
-    train = given["train"] if "train" in given else task.read(paths["train"])
+    train = given["train"] if "train" in given else require_records(task.read(paths["train"]), paths["train"])
     dev = given.get("dev")
     if dev is None and not paths.get("dev"):
         train, dev = split_dev(train, cfg.data.dev_fraction, cfg.train.seed)
     train = task.prepare_train(train, cfg.train.seed)  # after the split: no copy of a dev text in train
     task.setup(train)
     # dev and test are read against train's label set, so a label train never saw is caught at its line
-    dev = task.read(paths["dev"]) if dev is None else dev
-    test = task.read(paths["test"]) if paths.get("test") else None
+    dev = require_records(task.read(paths["dev"]), paths["dev"]) if dev is None else dev
+    test = require_records(task.read(paths["test"]), paths["test"]) if paths.get("test") else None
     if main:
         write_text(out / "run.yaml", repeatable(cfg).to_yaml())
     train_features = encoded(task, train, "train")

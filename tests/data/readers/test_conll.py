@@ -73,6 +73,24 @@ def test_docstart_lines_start_documents(tmp_path):
     assert corpus.examples[2].lines == [10]
 
 
+def test_spaces_around_tab_separated_cells_and_trailing_tabs_belong_to_no_column(tmp_path):
+    path = write(tmp_path, "Acme\tB-ORG \nInc\tI-ORG\t\nsaid \tO\t\n")
+    corpus = read_conll(path)
+    assert corpus.examples[0].tokens == ["Acme", "Inc", "said"]
+    assert corpus.examples[0].tags == ["B-ORG", "I-ORG", "O"]  # no type "ORG " of its own
+
+
+def test_germeval_comment_lines_are_skipped_and_a_hash_token_is_kept(tmp_path):
+    text = "#\thttp://de.wikipedia.org/wiki/X\t[2009-10-17]\n1\tAlice\tB-PER\tO\n2\tsang\tO\tO\n\n"
+    text += "#\thttp://example.org\t[2009-10-18]\n1\t#\tO\tO\n2\tBob\tB-PER\tO\n"
+    corpus = read_conll(write(tmp_path, text, "germeval.tsv"), token_column=1, tag_column=2)
+    assert [ex.tokens for ex in corpus.examples] == [["Alice", "sang"], ["#", "Bob"]]
+    assert [ex.lines for ex in corpus.examples] == [[2, 3], [6, 7]]
+    # a sentence that starts with the token "#" (two columns, like every token line) is no comment
+    corpus = read_conll(write(tmp_path, "# O\nhello O\n\n# O\nthere O\n"))
+    assert [ex.tokens for ex in corpus.examples] == [["#", "hello"], ["#", "there"]]
+
+
 def test_docstart_without_blank_line_ends_the_sentence(tmp_path):
     corpus = read_conll(write(tmp_path, "a\tO\n-DOCSTART-\tO\nb\tO\n"))
     assert [(ex.tokens, ex.doc_id) for ex in corpus.examples] == [(["a"], 0), (["b"], 1)]
@@ -241,6 +259,10 @@ def test_unknown_on_bad_line_policy_is_rejected(tmp_path):
         ("a.txt", "A sentence.\nAnother one here.\n", "text"),
         ("a.txt", "John NNP B-PER\nruns VBZ O\n", "conll"),
         ("a.txt", "just\nwords\n", "text"),
+        ("a.txt", "bare\ntokens\n\nof two\nsentences\n", "conll"),  # one a line, a blank line between
+        ("sents", "Alice Smith went to Paris\nBob met Carol in London\n", "text"),  # no tag: plain text
+        ("sents.in", "Alice Smith went\n\nBob met Carol in London today\n", "text"),
+        ("odd.conll", "Alice PERSON\nwent OTHER\n", "conll"),  # the name decides: its bad tags are errors
         ("a.jsonl", '\n{"tokens": ["a"], "tags": ["O"]}\n', "jsonl"),
         ("a.json", '{"text": "a b", "label": {}}\n', "spans"),
     ],

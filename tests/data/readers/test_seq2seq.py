@@ -156,6 +156,49 @@ def test_jsonl_dialogue_with_an_empty_turn_is_skipped_whole_and_counted(tmp_path
     assert "1 line(s) with empty turns (first at line 1)" in caplog.text
 
 
+def test_unlabelled_dialogues_are_the_conversations_so_far_whose_next_turn_is_wanted(tmp_path):
+    path = jsonl(
+        tmp_path,
+        {"turns": ["hi", "hello", "how are you?"], "id": "c1"},
+        {"turns": ["alone"]},  # one turn: a reply to it is wanted, not an error
+    )
+    examples = read_seq2seq(path, labelled=False)
+    assert [(ex.id, ex.source, ex.targets, ex.line) for ex in examples] == [
+        ("c1", "hi [SEP] hello [SEP] how are you?", None, 1),
+        ("data-2", "alone", None, 2),
+    ]
+    last_two = read_seq2seq(path, labelled=False, context_turns=2, separator="|")
+    assert last_two[0].source == "hello | how are you?"
+    # labelled, the same file gives (context -> reply) pairs and refuses the lone turn
+    raises_at(path, 2, "has 1 turn(s)")
+
+
+def test_a_header_naming_other_fields_is_refused_not_read_as_a_pair(tmp_path):
+    # CNN/DailyMail's CSV without --source-field/--target-field: column 0 (ids) would become the source
+    path = tmp_path / "cnn.csv"
+    path.write_text("id,article,highlights\n1,A long article here.,Short.\n2,Another one.,Brief.\n")
+    raises_at(path, 1, "looks like a header (id, article, highlights)")
+    examples = read_seq2seq(path, source_field="article", target_field="highlights")
+    assert [(ex.source, ex.targets) for ex in examples] == [
+        ("A long article here.", ["Short."]),
+        ("Another one.", ["Brief."]),
+    ]
+    # Tatoeba's headerless rows are data
+    path = tmp_path / "cmn.txt"
+    path.write_text("Hi.\t嗨。\tCC-BY 2.0\nRun.\t你用跑的。\tCC-BY 2.0\n")
+    assert len(read_seq2seq(path)) == 2
+
+
+def test_unlabelled_records_may_hold_an_empty_placeholder_target(tmp_path):
+    path = jsonl(tmp_path, {"source": "a", "target": ""}, {"source": "b", "target": []}, {"source": "c"})
+    assert [(ex.source, ex.targets) for ex in read_seq2seq(path, labelled=False)] == [
+        ("a", None),
+        ("b", None),
+        ("c", None),
+    ]
+    raises_at(path, 1, "empty reference")  # labelled, an empty target is still an error
+
+
 def test_dialogue_of_one_turn_is_reported_not_dropped(tmp_path):
     path = jsonl(tmp_path, {"turns": ["a", "b"]}, {"turns": ["alone"]})
     raises_at(path, 2, "has 1 turn(s)")

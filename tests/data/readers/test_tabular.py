@@ -104,8 +104,30 @@ def test_columns_by_index_with_header(tmp_path):
     path = write(tmp_path, "data.tsv", "id\ttext\tlabel\n0\tfirst\tpos\n")
     examples = read_table(path, text_column=1, label_column=2, header=True)
     assert [(ex.text, ex.label, ex.line) for ex in examples] == [("first", "pos", 2)]
-    # header="auto" with indices only: the header row is read as data.
-    assert [ex.text for ex in read_table(path, text_column=1, label_column=2)] == ["text", "first"]
+    # header=False reads it as data, as asked
+    assert [ex.text for ex in read_table(path, text_column=1, label_column=2, header=False)] == [
+        "text",
+        "first",
+    ]
+
+
+def test_a_header_like_first_row_is_refused_when_the_columns_are_indices(tmp_path):
+    # IMDB's header with index columns: read as data it would add a label "sentiment" seen once
+    body = "review,sentiment\na fine film,positive\na dull film,negative\ngood,positive\n"
+    path = write(tmp_path, "imdb.csv", body)
+    error = raises_at(path, 1, "looks like a header (review, sentiment)", text_column=0, label_column=1)
+    assert "--header yes" in str(error)
+    examples = read_table(path, text_column=0, label_column=1, header=True)
+    assert [ex.label for ex in examples] == ["positive", "negative", "positive"]
+
+
+def test_data_rows_that_merely_look_like_names_are_read_as_data(tmp_path):
+    # intent data: the first row's label recurs below, so it is data, not a header
+    path = write(tmp_path, "intents.tsv", "question\tquestion\nhello there\tgreeting\nwhy\tquestion\n")
+    assert len(read_table(path, text_column=0, label_column=1)) == 3
+    # a first row with a sentence in it is no header either (no short names only)
+    path = write(tmp_path, "plain.tsv", "the film was fine.\tlabel\nbad\tlabel2\n")
+    assert len(read_table(path, text_column=0, label_column=1)) == 2
 
 
 def test_missing_column_names_file_line_one_and_the_header(tmp_path):

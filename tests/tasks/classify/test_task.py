@@ -198,3 +198,28 @@ def test_balanced_class_weights_follow_scikit_learn():
     # multi-label: BCE's pos_weight is negatives / positives per label (a: 2 of 4 texts, b: 1 of 4)
     multi = [TextExample(text="x", label=ls) for ls in (["a"], ["a", "b"], [], [])]
     assert balanced_weights(multi, ["a", "b"], "multi").tolist() == pytest.approx([1.0, 3.0])
+
+
+def test_prediction_input_reads_a_tsv_named_txt_as_the_table_and_ignores_its_labels(tiny_bert, tmp_path):
+    task = classify_task(tiny_bert, 32, 8, pair=False)
+    table = tmp_path / "test.txt"  # MRPC's files are TSVs named .txt
+    table.write_text("text\tlabel\nthe old home\t-\nwe went to paris\t\n")
+    records = task.read(str(table), labelled=False)
+    # the header is no record, no text holds a TAB, and the placeholder labels are not checked
+    assert [(r.text, r.label, r.line) for r in records] == [
+        ("the old home", None, 2),
+        ("we went to paris", None, 3),
+    ]
+    plain = tmp_path / "plain.txt"
+    plain.write_text("the old home\nwe went, to paris\n")
+    assert [r.text for r in task.read(str(plain), labelled=False)] == ["the old home", "we went, to paris"]
+
+
+def test_a_dev_file_without_records_is_an_error_naming_it(tiny_bert, tmp_path, capsys):
+    def row(rng):
+        return [sentence(rng, 0, 0), rng.choice(["home", "away"])]
+
+    data = make_splits(tmp_path, row, ["text", "label"])
+    data["dev"].write_text("text\tlabel\n")  # a header and nothing else
+    assert main(bertkit_command("finetune", "classify", tiny_bert, data, tmp_path / "run")) == 2
+    assert f"{data['dev']}: no records" in capsys.readouterr().err

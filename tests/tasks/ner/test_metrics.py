@@ -122,6 +122,20 @@ def test_bmes_is_as_strict_as_bioes():
     assert entity_scores(gold, bmes_pred, "bmes") == entity_scores(gold, bioes_pred, "bioes")
 
 
+def test_iob1_is_scored_by_its_spans():
+    # a B- after O starts an entity in IOB1 (as conlleval reads it): gold has 4 entities, not 2
+    gold = [["I-PER", "O", "O", "I-LOC"], ["B-PER", "O", "O", "B-LOC"]]
+    assert entity_scores(gold, gold, "iob1")["support"] == 4
+    # a wrong predicted entity after O is a false positive
+    wrong = entity_scores([["O", "O", "O", "I-LOC"]], [["O", "B-PER", "O", "I-LOC"]], "iob1")
+    assert (wrong["precision"], wrong["recall"]) == (0.5, 1.0)
+    # the same span written B- I- or I- I- is the same entity
+    assert entity_scores([["I-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]], "iob1")["f1"] == 1.0
+    # adjacent entities of one type stay two
+    two = entity_scores([["I-PER", "B-PER"]], [["I-PER", "I-PER"]], "iob1")
+    assert (two["support"], two["precision"], two["recall"]) == (2, 0.0, 0.0)
+
+
 def test_lengths_must_match():
     with pytest.raises(ValueError, match="differ"):
         entity_scores([["O", "O"]], [["O"]], "iob2")

@@ -106,6 +106,20 @@ def test_best_null_threshold_when_answering_nothing_is_best():
     assert best_null_threshold({"a": ["x"], "b": []}, {"a": "x", "b": "y"}, {"a": -1.0, "b": 2.0}) == -1.0
 
 
+def test_best_null_threshold_never_splits_equal_margins():
+    gold = {"a": ["x"], "c": ["y"], "b": []}
+    answered = {"a": "x", "c": "y", "b": "z"}
+    margins = {"a": -1.0, "c": 0.5, "b": 0.5}  # c and b tie: one threshold answers both or neither
+    # counting c answered and b not would score 3 at 0.5, but "margin > 0.5" answers both: 2. The
+    # best a threshold can reach is 2 (answer a only, or all); the first of them is kept
+    thresh = best_null_threshold(gold, answered, margins)
+    assert thresh == -1.0
+    answered_right = sum(bool(gold[q]) and answered[q] == gold[q][0] for q in gold if margins[q] <= thresh)
+    unanswered_right = sum(not gold[q] for q in gold if margins[q] > thresh)
+    reached = answered_right + unanswered_right
+    assert reached == 2
+
+
 def test_cmrc_f1_is_the_longest_common_substring_of_characters():
     # gold 北京大学 vs pred 北京的大学: longest common run 北京 (2), not the subsequence 北京大学 (4):
     # P = 2/5, R = 2/4, F1 = 4/9; the script's find_lcs is a substring search

@@ -164,6 +164,9 @@ def _sniff_json(lines: list[str], path: str) -> str:
     raise BadInputError(path, 0, "no records found: the file is empty")
 
 
+CONLL_SUFFIXES = (".conll", ".conllu", ".conll03", ".bio", ".iob", ".iob1", ".iob2", ".bioes", ".bmes")
+
+
 def _looks_like_columns(line: str) -> bool:
     """A line of two or more columns: TAB-separated, or space-separated and ending in a tag.
 
@@ -184,18 +187,27 @@ def _looks_like_columns(line: str) -> bool:
 def detect_token_format(path: str | Path) -> str:
     """Guess a token file's format from its name and first lines.
 
-    ``.jsonl``/``.json``: the first record decides (``tokens`` -> jsonl, ``text`` -> spans). Otherwise,
-    when most of the first 50 non-blank lines have two or more columns (TAB-separated, or space-separated
-    with a tag last) -> conll; else ``.txt`` -> text; anything else -> conll (one token per line).
+    ``.jsonl``/``.json``: the first record decides (``tokens`` -> jsonl, ``text`` -> spans); ``.conll``
+    and the other ``CONLL_SUFFIXES`` -> conll. Otherwise, when most of the first 50 non-blank lines have
+    two or more columns (TAB-separated, or space-separated with a tag last) -> conll. Else, when most of
+    them are a single token: conll (a bare token file, one token a line) unless the name ends in ``.txt``
+    and no blank line separates sentences; and when most hold several words without a tag: text.
     """
     path = str(path)
     lines = read_lines(path)
     if path.endswith((".jsonl", ".json")):
         return _sniff_json(lines, path)
     sample = [line for line in lines if line.strip()][:50]
-    if sample and sum(map(_looks_like_columns, sample)) * 2 > len(sample):
+    if path.lower().endswith(CONLL_SUFFIXES) or (
+        sample and sum(map(_looks_like_columns, sample)) * 2 > len(sample)
+    ):
         return "conll"
-    return "text" if path.endswith(".txt") else "conll"
+    if not sample or sum(len(line.split()) == 1 for line in sample) * 2 <= len(sample):
+        return "text"
+    if path.endswith(".txt"):
+        content = [i for i, line in enumerate(lines) if line.strip()]
+        return "conll" if content[-1] - content[0] + 1 > len(content) else "text"  # a blank line inside
+    return "conll"
 
 
 def read_token_file(

@@ -19,8 +19,11 @@ _POSITION_SUFFIX = re.compile(r"^(.+?)(\d+)$")
 
 
 def split_columns(line: str) -> list[str]:
-    """A token line's columns: split on TAB when it has one (tokens may hold spaces), else on whitespace."""
-    return line.split("\t") if "\t" in line else line.split()
+    """A token line's columns: split on TAB when it has one (tokens may hold spaces), else on whitespace.
+    Spaces around TAB-separated cells and trailing TABs are no part of any column (a tag ``"ORG "`` would
+    be a type of its own)."""
+    line = line.rstrip(" \t")
+    return [cell.strip(" ") for cell in line.split("\t")] if "\t" in line else line.split()
 
 
 def remove_position_suffix(token: str) -> str:
@@ -90,14 +93,25 @@ class _Sentences:
             self.doc_id += 1
 
 
-def _is_docstart(line: str) -> bool:
+def is_docstart(line: str) -> bool:
+    """A ``-DOCSTART-`` line, which starts a document (CoNLL-2003)."""
     return line.lstrip().startswith("-DOCSTART-")
 
 
+def _is_comment(line: str, n_columns: int) -> bool:
+    """A ``#`` line at the start of a sentence whose columns are not a token line's: GermEval's
+    ``#<TAB>source<TAB>date``, CoNLL-U's ``# text = ...``. A token ``#`` (``#<TAB>O``) has the columns."""
+    return line.startswith("#") and len(split_columns(line)) != n_columns
+
+
 def _first_token_line(lines: list[str]) -> int | None:
-    for i, line in enumerate(lines):
-        if line.strip() and not _is_docstart(line):
-            return i
+    content = [i for i, line in enumerate(lines) if line.strip() and not is_docstart(line)]
+    for k, i in enumerate(content):
+        following = content[k + 1] if k + 1 < len(content) else None
+        # a comment is told from a token "#" by the line after it, which has another number of columns
+        if following is not None and _is_comment(lines[i], len(split_columns(lines[following]))):
+            continue
+        return i
     return None
 
 
@@ -108,9 +122,11 @@ def _collect(
         if not line.strip():
             sentences.end_sentence()
             continue
-        if _is_docstart(line):
+        if is_docstart(line):
             sentences.end_document()
             continue
+        if sentences.pending is None and _is_comment(line, layout.n_columns):
+            continue  # copied as it is by predict's CoNLL writer
         columns = split_columns(line)
         if len(columns) != layout.n_columns:
             bad.report(number, "wrong column counts", f"expected {layout.describe()}, found {len(columns)}")
@@ -138,7 +154,8 @@ def read_conll(
 
     ``tag_column=None`` reads tokens only (``tags=None``); so does a file whose token lines all have a
     single column, so ``predict`` accepts bare token files. Every token line must have as many columns
-    as the first. Blank or whitespace-only lines end sentences; ``-DOCSTART-`` lines start documents.
+    as the first. Blank or whitespace-only lines end sentences; ``-DOCSTART-`` lines start documents;
+    ``#`` lines before a sentence with other columns than its tokens are comments (GermEval, CoNLL-U).
     ``labels`` fixes the tag set; ``scheme="auto"`` detects it. With ``on_bad_line="warn"`` a line with
     the wrong column count is skipped, an unknown or malformed tag becomes ``O`` and a sentence the
     scheme forbids is repaired (its conlleval reading), each counted and summarised as a warning.

@@ -3,7 +3,9 @@
 Four layouts: JSON lines of ``{"source", "target"}`` (SciTLDR: the source a list of sentences, several
 references) or of ``{"turns": [...]}`` dialogues; TSV (split on TAB, no quoting: Tatoeba's ``cmn.txt``)
 and CSV, with or without a header row; and KdConv's pretty-printed JSON array of conversations. A
-dialogue gives one pair per reply (``dialogue_pairs``). Every record keeps its 1-based line in the file.
+dialogue gives one pair per reply (``dialogue_pairs``); read unlabelled (prediction input), it gives one
+record, the conversation so far, whose next turn is to be generated. Every record keeps its 1-based line
+in the file.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bertkit.data.readers import json_limit, read_lines
 from bertkit.data.readers.jsonl import parse_json_record
 
 # The row splitting, CSV quoting with line numbers and blank-line policy of the classification tables.
-from bertkit.data.readers.tabular import _csv_rows, _drop_blank_rows, _Row, _tsv_rows
+from bertkit.data.readers.tabular import _csv_rows, _drop_blank_rows, _Row, _tsv_rows, header_like
 from bertkit.errors import BadInputError, BadLines
 from bertkit.records import Seq2SeqExample
 
@@ -189,6 +191,12 @@ def _dialogue(
     if blank is not None:
         bad.report(line, "empty turns", f"conversation {conversation!r}: turn {blank} (from 0) is empty")
         return []
+    if not opts.labelled:  # prediction input: the conversation so far, whose next turn is wanted
+        if not turns:
+            bad.report(line, "conversations without turns", f"conversation {conversation!r} has no turns")
+            return []
+        kept = turns[-opts.context_turns :] if opts.context_turns else turns
+        return [Seq2SeqExample(f" {opts.separator} ".join(kept), None, id=conversation, path=path, line=line)]
     if len(turns) < 2:
         message = f"conversation {conversation!r} has {len(turns)} turn(s); a pair needs a turn and a reply"
         bad.report(line, "conversations without a reply", message)
@@ -230,7 +238,9 @@ def _json_pair(
     if source is None:
         return None
     targets = None
-    if opts.labelled or record.get(opts.target_field) is not None:  # a JSON null is no target
+    given = record.get(opts.target_field)
+    # unlabelled input may leave a target out, null, "" or [] (a placeholder in a test file)
+    if opts.labelled or not (given is None or given == "" or given == []):
         targets = _json_targets(record, opts.target_field, number, bad)
         if targets is None:
             return None
@@ -307,6 +317,14 @@ def _read_delimited(
     if not rows:
         return []
     columns = _header_columns(rows[0], opts, path)
+    if columns is None and header_like(rows):
+        first = ", ".join(cell.strip() for cell in rows[0].cells)
+        message = (
+            f"the first row looks like a header ({first}) but names neither the source field"
+            f" {opts.source_field!r} nor the target field {opts.target_field!r}: name them with"
+            " --source-field and --target-field"
+        )
+        raise BadInputError(path, rows[0].line, message)
     if columns is None:
         if opts.control_field is not None:
             message = f"control field {opts.control_field!r} names a column, but the first row is no header"

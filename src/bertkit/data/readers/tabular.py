@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,23 @@ _NO_LABELS_HINT = (
     "name the label column with --label-column, or, for a file without labels, use `bertkit predict`"
 )
 _MISSING = object()  # a JSON record without the key (a JSON null is a value, and a bad one)
+
+
+# Column names that open the header rows of common data sets (GLUE, IMDB, AG News, Yelp, CNN/DailyMail,
+# XSum, SAMSum, ...): one of them in an all-name first row is what tells a header from data.
+# fmt: off
+HEADER_NAMES = frozenset({
+    "text", "texts", "sentence", "sentence1", "sentence2", "question", "question1", "question2",
+    "answer", "answers", "context", "passage", "premise", "hypothesis", "label", "labels", "class",
+    "category", "target", "targets", "source", "src", "tgt", "input", "inputs", "output", "outputs",
+    "id", "idx", "index", "review", "sentiment", "polarity", "rating", "stars", "score", "title",
+    "description", "content", "body", "document", "summary", "article", "highlights", "abstract",
+    "tldr", "dialogue", "dialog", "response", "prompt", "completion", "translation", "reference",
+    "headline", "comment", "tweet", "query", "intent", "topic", "en", "zh", "de", "fr", "es",
+})
+# fmt: on
+_NAME = re.compile(r"[A-Za-z_#][A-Za-z0-9_#.\-]{0,29}( [A-Za-z0-9_#.\-]{1,30})?")  # one or two words
+_SNIFF_ROWS = 1000
 
 
 @dataclass
@@ -119,6 +137,24 @@ def _csv_rows(lines: list[str], delimiter: str, path: str) -> list[_Row]:
         rows.append(_Row(start, cells, reader.line_num))
 
 
+def header_like(rows: list[_Row]) -> bool:
+    """Whether the first row of a file read without a header looks like one: every cell a name (one or
+    two words of ASCII letters, digits and ``_#.-``), one of them a column name common in data sets,
+    and none of them found again in its column in the next 1,000 rows (a label or text that is data
+    recurs; a header's names do not)."""
+    if len(rows) < 2 or not isinstance(rows[0].cells, list):
+        return False
+    first = [cell.strip() for cell in rows[0].cells]
+    if len(first) < 2 or not all(_NAME.fullmatch(cell) for cell in first):
+        return False
+    if not any(cell.lower() in HEADER_NAMES for cell in first):
+        return False
+    later = rows[1 : 1 + _SNIFF_ROWS]
+    return not any(
+        i < len(row.cells) and row.cells[i].strip() == cell for row in later for i, cell in enumerate(first)
+    )
+
+
 def _is_blank(row: _Row) -> bool:
     return isinstance(row.cells, list) and not "".join(row.cells).strip()
 
@@ -195,7 +231,10 @@ def _read_delimited(
     require_labels: bool,
     path: str,
     bad: BadLines,
+    sniff: bool = False,
 ) -> tuple[list[_Row], _Columns]:
+    """The rows and columns of a delimited file; ``sniff``: refuse a header-like first row when reading
+    without a header that the caller did not ask for (``header="auto"`` with index columns)."""
     rows = _tsv_rows(lines) if delimiter == "\t" else _csv_rows(lines, delimiter, path)
     rows = _drop_blank_rows(rows, bad)
     if not rows:
@@ -203,6 +242,14 @@ def _read_delimited(
             raise BadInputError(path, 0, "the file is empty; expected a header row")
         return [], _Columns(0, None, None)
     names = None
+    if sniff and not header and header_like(rows):
+        first = ", ".join(cell.strip() for cell in rows[0].cells)
+        message = (
+            f"the first row looks like a header ({first}), but the columns are given by index, so it would"
+            " be read as data: give the columns by name, or --header yes to skip the row, or --header no"
+            " to read it as data"
+        )
+        raise BadInputError(path, rows[0].line, message)
     if header:
         head = rows.pop(0)
         names = [name.strip() for name in head.cells]
@@ -325,7 +372,9 @@ def read_table(
 
     The format comes from ``delimiter`` (TAB: split on TAB, no quoting; anything else: CSV quoting) or
     else from ``detect_delimiter``. Columns are names, 0-based indices, or strings of digits (indices);
-    in JSON lines they are keys. ``header="auto"`` expects a header row when any column is a name.
+    in JSON lines they are keys. ``header="auto"`` expects a header row when any column is a name, and
+    with index columns refuses a first row that looks like a header (``header_like``) rather than read it
+    as data; ``header=False`` reads it as data.
     ``label_mode``: ``single`` (stripped string), ``multi`` (split on ``label_delimiter``, sorted unique
     list) or ``regression`` (float); labels outside ``labels`` are bad lines. A missing label column is
     an error unless ``require_labels=False`` (what ``bertkit predict`` passes), which reads the file as
@@ -341,6 +390,7 @@ def read_table(
     specs = tuple(
         _column_spec(c, r) for c, r in ((text_column, "text"), (pair_column, "pair"), (label_column, "label"))
     )
+    sniff = header == "auto"
     if header == "auto":
         header = any(isinstance(spec, str) for spec in specs)
     lines = read_lines(path)
@@ -348,7 +398,7 @@ def read_table(
     if delimiter is None:
         rows, columns = _read_json_lines(lines, specs, require_labels, bad)
     else:
-        rows, columns = _read_delimited(lines, delimiter, header, specs, require_labels, path, bad)
+        rows, columns = _read_delimited(lines, delimiter, header, specs, require_labels, path, bad, sniff)
     rule = _LabelRule(label_mode, label_delimiter, None if labels is None else frozenset(labels))
     examples = [ex for row in rows if (ex := _example(row, columns, rule, path, bad)) is not None]
     # Each skipped row was reported exactly once, so the counts are the number of rows skipped.

@@ -170,14 +170,19 @@ class ClassifyTask(TaskBase):
         return self.main_metric not in LOWER_IS_BETTER
 
     def read(self, path: str, *, labelled: bool = True) -> list[TextExample]:
-        if not labelled and Path(path).suffix == ".txt":  # plain texts to predict, one per line
-            return [TextExample(text=line, path=path, line=n) for n, line in enumerate(read_lines(path), 1)]
+        if not labelled and Path(path).suffix == ".txt":
+            lines = read_lines(path)
+            if not any("\t" in line for line in lines):  # plain texts to predict, one per line
+                return [TextExample(text=line, path=path, line=n) for n, line in enumerate(lines, 1)]
+            # else a TSV named .txt (MRPC's msr_paraphrase_*.txt), read as the table it is
         header = {"auto": "auto", "yes": True, "no": False}[self.cfg.header]
         return read_table(
             path,
             text_column=self.cfg.text_column,
             pair_column=self.cfg.pair_column,
-            label_column=self.cfg.label_column,
+            # prediction input: a label column, when there is one, is neither needed nor checked (a
+            # test file's "-" or empty placeholders are no error)
+            label_column=self.cfg.label_column if labelled else None,
             header=header,
             label_mode=self.mode,
             label_delimiter=self.cfg.label_delimiter,

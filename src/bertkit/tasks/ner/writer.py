@@ -11,6 +11,7 @@ from typing import Any
 
 from bertkit.atomic import atomic_path
 from bertkit.data.readers import read_lines
+from bertkit.data.readers.conll import is_docstart
 from bertkit.records import TokenExample
 from bertkit.tasks.ner.decoding import WordTags
 
@@ -34,8 +35,12 @@ class ConllTagWriter:
     def _copy_until(self, last: int, tags: dict[int, str]) -> None:
         for number in range(self._next, last + 1):
             line = self._lines[number - 1]
-            if number in tags:
-                line = f"{line}{chr(9) if chr(9) in line else ' '}{tags[number]}"
+            # -DOCSTART- lines get an O too, so that every non-blank line has the same columns (conlleval
+            # refuses a file whose lines differ)
+            tag = tags.get(number, "O" if is_docstart(line) else None)
+            if tag is not None:
+                line = line.rstrip(" \t")
+                line = f"{line}{chr(9) if chr(9) in line else ' '}{tag}"
             self._file.write(line + "\n")
         self._next = max(self._next, last + 1)
 

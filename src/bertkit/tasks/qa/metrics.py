@@ -150,16 +150,23 @@ def best_null_threshold(
 ) -> float:
     """The no-answer threshold with the best v2.0 F1: answer "" where ``na_probs`` is above it.
 
-    ``find_best_thresh`` starts from the threshold 0.0 as if that left every question unanswered, which
-    holds for probabilities but not for score margins, which can be negative: when answering nothing
-    is best, the threshold returned lies below every margin instead.
+    ``find_best_thresh`` (kept as the script has it, for the reported ``best_*`` figures) differs in
+    two ways that matter for a threshold that is applied afterwards. It starts from 0.0 as if that left
+    every question unanswered, which holds for probabilities but not for score margins, which can be
+    negative: here, when answering nothing is best, the threshold lies below every margin. And it may
+    stop inside a run of equal margins (bf16 scores tie often), counting some of them answered and the
+    others not, which no threshold does: here a threshold is only taken after the last of its ties.
     """
     has_ans = {qid: bool(answers) for qid, answers in gold.items()}
     _, f1 = v2_raw_scores(gold, answered)
-    all_empty = sum(1 for v in has_ans.values() if not v)
-    best, thresh = find_best_thresh(answered, f1, na_probs, has_ans)
-    if best <= 100.0 * all_empty / len(f1) and na_probs:
-        return min(na_probs.values()) - 1.0
+    order = sorted((qid for qid in na_probs if qid in f1), key=lambda qid: na_probs[qid])
+    current = best = float(sum(1 for qid in f1 if not has_ans[qid]))  # nothing answered
+    thresh = min(na_probs.values()) - 1.0 if na_probs else 0.0
+    for i, qid in enumerate(order):
+        current += f1[qid] if has_ans[qid] else (-1.0 if answered[qid] else 0.0)
+        last_of_ties = i + 1 == len(order) or na_probs[order[i + 1]] != na_probs[qid]
+        if last_of_ties and current > best:
+            best, thresh = current, na_probs[qid]
     return thresh
 
 
