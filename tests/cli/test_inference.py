@@ -3,6 +3,7 @@ loads, and --threads reaches the predictor."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -110,3 +111,20 @@ def test_the_thread_governor_is_on_unless_turned_off(tiny_bert, files, fake_pred
     assert main(evaluate(tiny_bert, files.data, *flags)) == 0
     assert main(predict(tiny_bert, files.data, files.tmp / "out.conll", *flags)) == 0
     assert [load["adapt_threads"] for load in fake_predictor] == [adapt, adapt]
+
+
+def test_layout_flags_read_a_test_file_laid_out_unlike_train(tiny_bert, tmp_path, capsys):
+    from inference.saved_models import save_untrained
+
+    model = save_untrained("classify", tiny_bert, tmp_path / "model")  # trained on a "text" column
+    test = tmp_path / "test.tsv"  # CoLA's test layout: index, sentence
+    test.write_text("index\tsentence\n0\talice went home\n1\tbob saw paris\n")
+    out = tmp_path / "p.jsonl"
+    assert main(predict(model, test, out)) == 2
+    assert "no text column 'text'" in capsys.readouterr().err
+    assert main(predict(model, test, out, "--text-column", "sentence")) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["text"], r["line"]) for r in rows] == [("alice went home", 2), ("bob saw paris", 3)]
+    # a flag of another task's layout is refused, naming both
+    assert main(predict(model, test, out, "--token-column", "1")) == 2
+    assert "--token-column is for ner models" in capsys.readouterr().err

@@ -77,6 +77,50 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         help="stop at a malformed line (default) or count it and go on",
     )
     add_generation_flags(parser)
+    add_layout_flags(parser)
+
+
+# Where the input file holds what the model reads, when it differs from the training files' layout
+# (GLUE's test files have other columns than train): flag -> (task, field of its config, type).
+LAYOUT_FLAGS = {
+    "--text-column": ("classify", "text_column", str),
+    "--pair-column": ("classify", "pair_column", str),
+    "--label-column": ("classify", "label_column", str),
+    "--header": ("classify", "header", str),
+    "--token-column": ("ner", "token_column", int),
+    "--tag-column": ("ner", "tag_column", int),
+    "--source-field": ("seq2seq", "source_field", str),
+    "--target-field": ("seq2seq", "target_field", str),
+}
+
+
+def add_layout_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "input layout (default: the training files', from the model's run.yaml)"
+    )
+    for flag, (task, field, kind) in LAYOUT_FLAGS.items():
+        extra = {"choices": ("auto", "yes", "no")} if field == "header" else {"metavar": "COLUMN"}
+        group.add_argument(
+            flag, dest=f"layout_{field}", type=kind, default=None, help=f"{task} models", **extra
+        )
+
+
+def layout_options(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
+    """The layout flags given, as task options; refused for a model of another task."""
+    given = {
+        flag: (task, field, getattr(args, f"layout_{field}"))
+        for flag, (task, field, _) in LAYOUT_FLAGS.items()
+        if getattr(args, f"layout_{field}", None) is not None
+    }
+    if not given:
+        return {}
+    from bertkit.inference.predictor import saved_run_config
+
+    family = saved_run_config(model_dir).task_name
+    for flag, (task, _, _) in given.items():
+        if task != family:
+            raise BertkitError(f"{flag} is for {task} models; {model_dir} is a {family} model")
+    return {field: value for task, field, value in given.values()}
 
 
 # seq2seq generation settings a saved model's run.yaml holds, overridable at evaluate/predict time
@@ -150,7 +194,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         threads=args.threads,
         engine=args.engine,
-        task_options=generation_options(args),
+        task_options={**generation_options(args), **layout_options(args, args.model)},
         adapt_threads=args.adapt_threads,
     )
     if args.format:
