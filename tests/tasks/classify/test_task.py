@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import bertkit_command, make_splits, sentence, write_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from transformers import AutoTokenizer
 
 from bertkit.cli.app import main
 from bertkit.config import DataConfig, ModelConfig
+from bertkit.records import TextExample
 from bertkit.tasks.classify.task import ClassifyConfig, ClassifyTask
 
 
@@ -223,3 +225,23 @@ def test_a_dev_file_without_records_is_an_error_naming_it(tiny_bert, tmp_path, c
     data["dev"].write_text("text\tlabel\n")  # a header and nothing else
     assert main(bertkit_command("finetune", "classify", tiny_bert, data, tmp_path / "run")) == 2
     assert f"{data['dev']}: no records" in capsys.readouterr().err
+
+
+def test_regression_values_come_from_an_fp32_head_under_bf16_autocast(tiny_bert):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    model_cfg = ModelConfig(name_or_path=str(tiny_bert), max_length=32)
+    task = ClassifyTask(ClassifyConfig(regression=True), model_cfg, DataConfig(), tokenizer, None)
+    records = [TextExample(text=t) for t in ("alice went to paris", "the old home", "bob met carol")]
+    task.setup(records)
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    torch.nn.init.normal_(model.classifier.bias, 4.5, 0.01)  # STS-B's top range: bf16 steps of 1/32 there
+    batch = task.collate(task.encode(records))
+    with torch.no_grad():
+        exact = task.forward(model, batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = task.forward(model, batch).logits
+    assert mixed.dtype == torch.float32
+    # the encoder's bf16 rounding moves the value by far less than a bf16 step of the output (1/32)
+    assert (mixed - exact).abs().max() < 1 / 128
+    assert isinstance(model.classifier.forward, type(torch.nn.Linear(1, 1).forward))  # unpatched after

@@ -7,9 +7,10 @@ thresholds are tuned per label on dev after training.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,12 @@ class ClassifyTask(TaskBase):
             problem_type=problem,
         )
 
+    def forward(self, model: torch.nn.Module, batch: Batch) -> Any:
+        if self.mode != "regression":
+            return super().forward(model, batch)
+        with head_in_fp32(model):
+            return super().forward(model, batch)
+
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         logits, labels = outputs.logits.float(), batch["labels"]
         if self.mode == "regression":
@@ -396,6 +403,29 @@ class ClassifyTask(TaskBase):
 
     def result(self, record: TextExample, prediction: ClassPrediction) -> ClassResult:
         return ClassResult(prediction.label, prediction.probs, self.mode, record.text, record.pair)
+
+
+@contextlib.contextmanager
+def head_in_fp32(model: torch.nn.Module) -> Iterator[None]:
+    """The output layer (``model.classifier``, an fp32 Linear) runs in fp32 under bf16 autocast.
+
+    A regression value in bf16 keeps 8 bits: STS-B's scores between 4 and 5 would come in steps of 1/32,
+    ties that move Spearman. The encoder stays in bf16; the head's one small matmul does not.
+    """
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear) or head.weight.dtype != torch.float32:
+        yield
+        return
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.nn.Linear.forward(head, x.float())
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward
 
 
 def as_list(label: Any) -> list[str]:
