@@ -46,6 +46,12 @@ def test_split_tag_rejects_malformed(tag):
         split_tag(tag)
 
 
+def test_bilou_tags_are_refused_with_their_bioes_names():
+    for tag in ("U-PER", "L-LOC"):
+        with pytest.raises(ValueError, match="BILOU's U- and L- are BIOES's S- and E-"):
+            split_tag(tag)
+
+
 # --- tags_to_spans -----------------------------------------------------------------------------------
 
 

@@ -38,7 +38,10 @@ def split_tag(tag: str) -> tuple[str, str]:
         return "O", ""
     if len(tag) > 2 and tag[1] == "-" and tag[0] in _KNOWN_PREFIXES and tag[0] != "O":
         return tag[0], tag[2:]
-    raise ValueError(f"malformed tag {tag!r}; expected O or a prefix B-, I-, E-, S- or M- and a type")
+    message = f"malformed tag {tag!r}; expected O or a prefix B-, I-, E-, S- or M- and a type"
+    if len(tag) > 2 and tag[1] == "-" and tag[0] in "UL":
+        message += " (BILOU's U- and L- are BIOES's S- and E-: rename them to read the file as BIOES)"
+    raise ValueError(message)
 
 
 def _conll_prefix(prefix: str) -> str:
