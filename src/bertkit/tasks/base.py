@@ -193,6 +193,10 @@ class TaskBase:
         """Inputs of ``records`` that no feature covers: 0 unless windowing is broken."""
         return 0
 
+    def window_count(self, features: Sequence[Any]) -> int:
+        """How many encoder windows ``features`` make: one each, unless a feature holds several."""
+        return len(features)
+
     def describe_encoding(self, records: Sequence[Any], features: Sequence[Any], split: str) -> None:
         """Log once per split what encoding made of it, and warn about a tokenizer that cannot read it."""
         rate = unk_rate(features, self.tokenizer)
@@ -200,7 +204,7 @@ class TaskBase:
             "%s: %d records, %d windows (%d inputs left without a window), [UNK] %.2f%% of sub-words",
             split,
             len(records),
-            len(features),
+            self.window_count(features),
             self.uncovered(records, features),
             100 * rate,
         )

@@ -4,6 +4,7 @@ model generating the same with plain transformers, a decoder with its own vocabu
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from transformers import AutoTokenizer, EncoderDecoderModel
 import bertkit
 from bertkit.cli.app import main
 from bertkit.config import DataConfig, ModelConfig
+from bertkit.data.windows import window_starts
 from bertkit.errors import BertkitError
 from bertkit.records import Seq2SeqExample
 from bertkit.tasks.seq2seq.task import DECODER_TOKENIZER, Seq2SeqConfig, Seq2SeqTask
@@ -176,7 +178,25 @@ def test_a_target_longer_than_the_maximum_is_counted(tiny_bert, caplog):
     features = task.encode(records)
     assert [f.cut for f in features] == [2, 0]
     task.describe_encoding(records, features, "train")
-    assert "1 target(s) longer than max_target_length 3: 2 sub-words" in caplog.text
+    assert (
+        "1 target(s) longer than max_target_length 3: 2 sub-words beyond it are not trained on" in caplog.text
+    )
+    task.describe_encoding(records, features, "dev")
+    assert "2 sub-words beyond it are left out of this split's loss" in caplog.text
+
+
+def test_the_log_counts_the_windows_of_long_sources(tiny_bert, caplog):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    model_cfg = ModelConfig(name_or_path=str(tiny_bert), max_length=8, stride=2)
+    task = Seq2SeqTask(Seq2SeqConfig(), model_cfg, DataConfig(), tokenizer)
+    records = [Seq2SeqExample(" ".join(["alice"] * 20), ["bob"]), Seq2SeqExample("paris", ["lima"])]
+    features = task.encode(records)
+    with caplog.at_level(logging.INFO):
+        task.describe_encoding(records, features, "train")
+    budget, stride = task.budget, task.stride
+    expected = len(window_starts(20, budget, stride)) + 1
+    assert expected > 2  # the long source takes several windows
+    assert f"train: 2 records, {expected} windows" in caplog.text
 
 
 def test_a_decoder_with_its_own_vocabulary_is_saved_and_used(small_model, tmp_path):

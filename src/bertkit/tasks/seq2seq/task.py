@@ -24,7 +24,7 @@ from transformers import EncoderDecoderModel
 from bertkit.config import DataConfig, ModelConfig, option
 from bertkit.data.padding import IGNORE, batch_length, pad, padding_mask
 from bertkit.data.readers.seq2seq import SEQ2SEQ_FORMATS, read_seq2seq
-from bertkit.data.windows import Template
+from bertkit.data.windows import Template, window_starts
 from bertkit.errors import BertkitError
 from bertkit.modeling.load import load_config, load_tokenizer, position_limit
 from bertkit.modeling.weights import unshared
@@ -309,6 +309,10 @@ class Seq2SeqTask(TaskBase):
             raise BertkitError("the decoder's tokenizer has neither [CLS] nor a start token")
         return start
 
+    def window_count(self, features: Sequence[Seq2SeqFeature]) -> int:
+        """A feature is a whole source: one window, or the overlapping windows a long one is read in."""
+        return sum(len(window_starts(len(f.input_ids), self.budget, self.stride)) for f in features)
+
     def describe_encoding(
         self, records: Sequence[Seq2SeqExample], features: Sequence[Seq2SeqFeature], split: str
     ) -> None:
@@ -324,13 +328,20 @@ class Seq2SeqTask(TaskBase):
             )
         cut = [f.cut for f in features if f.cut]
         if cut:
+            beyond = (
+                "are not trained on"
+                if split == "train"
+                else "are left out of this split's loss and perplexity (generated text is scored against"
+                " the whole reference)"
+            )
             log.warning(
-                "%s: %d target(s) longer than max_target_length %d: %d sub-words beyond it are not trained "
-                "on (raise --seq2seq.max_target_length)",
+                "%s: %d target(s) longer than max_target_length %d: %d sub-words beyond it %s (raise "
+                "--seq2seq.max_target_length)",
                 split,
                 len(cut),
                 self.cfg.max_target_length,
                 sum(cut),
+                beyond,
             )
 
     def collate(self, features: Sequence[Seq2SeqFeature]) -> Batch:
