@@ -74,6 +74,26 @@ def test_jsonl(tmp_path):
     ]
 
 
+def test_jsonl_whole_float_labels_are_the_classes_of_ints(tmp_path):
+    # pandas writes a class 1 as 1.0; regression keeps its numbers as they are
+    path = write(tmp_path, "data.jsonl", '{"t": "a", "y": 1.0}\n{"t": "b", "y": 0}\n{"t": "c", "y": 2.5}\n')
+    assert [ex.label for ex in read_table(path, text_column="t", label_column="y")] == ["1", "0", "2.5"]
+    assert [
+        ex.label for ex in read_table(path, text_column="t", label_column="y", label_mode="regression")
+    ] == [
+        1.0,
+        0.0,
+        2.5,
+    ]
+
+
+def test_a_json_array_is_refused_with_how_to_make_json_lines(tmp_path):
+    one_line = write(tmp_path, "a.json", '[{"t": "a", "y": "x"}]\n')
+    raises_at(one_line, 1, "found list; JSON lines are read here", text_column="t", label_column="y")
+    pretty = write(tmp_path, "b.json", '[\n  {"t": "a", "y": "x"}\n]\n')
+    raises_at(pretty, 1, "jq -c '.[]'", text_column="t", label_column="y")
+
+
 def test_jsonl_multi_label_lists_and_missing_keys(tmp_path):
     path = write(tmp_path, "data.jsonl", '{"t": "x", "y": ["b", "a", "b"]}\n{"y": []}\n')
     raises_at(path, 2, "missing key 't'", text_column="t", label_column="y", label_mode="multi")

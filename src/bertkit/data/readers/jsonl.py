@@ -14,19 +14,24 @@ from bertkit.data.readers import TokenCorpus, finish_token_corpus, json_limit, r
 from bertkit.errors import BadInputError, BadLines
 from bertkit.records import TokenExample
 
+# a .json file holding one array of records, read as JSON lines
+ARRAY_HINT = "; JSON lines are read here, one object a line: for a JSON array, `jq -c '.[]' FILE` writes them"
+
 
 def parse_json_record(line: str, number: int, bad: BadLines) -> dict[str, Any] | None:
     """The JSON object on one line, or None (after reporting) when it is not one."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
-        bad.report(number, "bad JSON", f"not valid JSON ({err.msg} at column {err.colno})")
+        hint = ARRAY_HINT if number == 1 and line.lstrip().startswith("[") else ""
+        bad.report(number, "bad JSON", f"not valid JSON ({err.msg} at column {err.colno}){hint}")
         return None
     except (RecursionError, ValueError) as err:
         bad.report(number, "bad JSON", f"not valid JSON ({json_limit(err)})")
         return None
     if not isinstance(record, dict):
-        bad.report(number, "bad JSON", f"expected a JSON object, found {type(record).__name__}")
+        hint = ARRAY_HINT if isinstance(record, list) else ""
+        bad.report(number, "bad JSON", f"expected a JSON object, found {type(record).__name__}{hint}")
         return None
     return record
 

@@ -312,6 +312,8 @@ def _check_known(found: list[str], rule: _LabelRule, line: int, bad: BadLines) -
 
 def _label(value: Any, rule: _LabelRule, line: int, bad: BadLines) -> str | list[str] | float | None:
     """Parse one label cell by the label mode; None (after reporting) when it is bad."""
+    if isinstance(value, float) and value.is_integer() and rule.mode != "regression":
+        value = int(value)  # pandas writes the class 1 as 1.0
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)  # JSON numbers, e.g. {"label": 1}
     is_list = isinstance(value, list) and all(isinstance(item, str) for item in value)
