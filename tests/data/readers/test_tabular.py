@@ -244,6 +244,14 @@ def test_multi_label_splitting(tmp_path):
     )[0].label == ["x", "y"]
 
 
+def test_prediction_input_keeps_rows_with_empty_texts(tmp_path):
+    # QQP's test file has empty questions; a submission needs a prediction for every row
+    path = write(tmp_path, "test.tsv", "id\tq1\tq2\n0\twhat is it?\t\n1\t \thow so?\n")
+    examples = read_table(path, text_column="q1", pair_column="q2", require_labels=False)
+    assert [(ex.text, ex.pair, ex.line) for ex in examples] == [("what is it?", "", 2), ("", "how so?", 3)]
+    raises_at(path, 2, "empty pair text in column 'q2'", text_column="q1", pair_column="q2")  # training data
+
+
 def test_unlabelled_test_file(tmp_path):
     path = write(tmp_path, "test.tsv", "index\tsentence\n0\tfirst\n1\tsecond\n")
     examples = read_table(path, text_column="sentence", label_column="label", require_labels=False)

@@ -287,8 +287,9 @@ def _cell(row: _Row, columns: _Columns, role: str, bad: BadLines) -> Any:
         return _MISSING
 
 
-def _text(row: _Row, columns: _Columns, role: str, bad: BadLines) -> str | None:
-    """The stripped text of a cell; None (after reporting) when missing, not a string, or empty."""
+def _text(row: _Row, columns: _Columns, role: str, bad: BadLines, empty_ok: bool = False) -> str | None:
+    """The stripped text of a cell; None (after reporting) when missing, not a string, or empty (unless
+    ``empty_ok``: prediction input, where a row without text still gets its prediction)."""
     value = _cell(row, columns, role, bad)
     if value is _MISSING:
         return None
@@ -296,7 +297,7 @@ def _text(row: _Row, columns: _Columns, role: str, bad: BadLines) -> str | None:
     if not isinstance(value, str):
         bad.report(row.line, "bad values", f"{what} in column {columns.shown(role)} must be a string")
         return None
-    if not value.strip():
+    if not value.strip() and not empty_ok:
         bad.report(row.line, "empty texts", f"empty {what} in column {columns.shown(role)}")
         return None
     return value.strip()
@@ -340,13 +341,15 @@ def _label(value: Any, rule: _LabelRule, line: int, bad: BadLines) -> str | list
     return value.strip() if _check_known([value.strip()], rule, line, bad) else None
 
 
-def _example(row: _Row, columns: _Columns, rule: _LabelRule, path: str, bad: BadLines) -> TextExample | None:
+def _example(
+    row: _Row, columns: _Columns, rule: _LabelRule, path: str, bad: BadLines, empty_ok: bool = False
+) -> TextExample | None:
     """The record of one row, or None after reporting its first problem (one report per skipped row)."""
-    text = _text(row, columns, "text", bad)
+    text = _text(row, columns, "text", bad, empty_ok)
     if text is None:
         return None
     pair = None
-    if columns.pair is not None and (pair := _text(row, columns, "pair", bad)) is None:
+    if columns.pair is not None and (pair := _text(row, columns, "pair", bad, empty_ok)) is None:
         return None
     label = None
     if columns.label is not None:
@@ -402,7 +405,10 @@ def read_table(
     else:
         rows, columns = _read_delimited(lines, delimiter, header, specs, require_labels, path, bad, sniff)
     rule = _LabelRule(label_mode, label_delimiter, None if labels is None else frozenset(labels))
-    examples = [ex for row in rows if (ex := _example(row, columns, rule, path, bad)) is not None]
+    # unlabelled (prediction input): an empty text is predicted, not dropped (QQP's test file has empty
+    # questions, and a GLUE submission needs a row for each)
+    empty_ok = not require_labels
+    examples = [ex for row in rows if (ex := _example(row, columns, rule, path, bad, empty_ok)) is not None]
     # Each skipped row was reported exactly once, so the counts are the number of rows skipped.
     log.info("%s: %d rows (%d skipped)", path, len(examples), sum(bad.counts.values()))
     bad.warn_summary()
