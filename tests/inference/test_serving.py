@@ -157,6 +157,8 @@ def test_limits_on_inputs_are_named(client, body, status, limit):
         (b'{"inputs": [null]}', "input 0 is null"),
         (b'{"inputs": ["bob", 7]}', "input 1"),
         (b'{"inputs": [{"tokens": [1, 2]}]}', "input 0"),
+        (b'{"inputs": ["bob \\udc00"]}', "input 0 holds an unpaired surrogate (U+DC00)"),
+        (b'{"inputs": [["bob", "\\ud800"]]}', "input 0 holds an unpaired surrogate (U+D800)"),
     ],
 )
 def test_malformed_bodies_get_422_with_a_json_error(client, content, says):

@@ -61,3 +61,31 @@ def test_an_unknown_method_or_a_malformed_body_is_422(client):
     for body in ({"inputs": ["bob"], "method": "lime"}, {"texts": ["bob"]}):
         response = client.post("/explain", json=body)
         assert response.status_code == 422 and "inputs" in response.json()["error"]
+
+
+def test_explanations_and_predictions_never_use_the_model_at_once(client, monkeypatch):
+    # captum hooks the shared model's embeddings while it explains: a prediction run then would read
+    # the explained text's embeddings. Both hold the service's model lock.
+    import bertkit.inference.explain as explain
+
+    service = client.app.state.service
+    seen = []
+    real = explain.explain_records
+
+    def spy(*args, **kwargs):
+        seen.append(service.model_lock.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explain, "explain_records", spy)
+    predict_records = service.predictor.predict_records
+
+    def predict_spy(records):
+        seen.append(service.model_lock.locked())
+        return predict_records(records)
+
+    monkeypatch.setattr(service.predictor, "predict_records", predict_spy)
+    assert (
+        client.post("/explain", json={"inputs": ["bob saw oslo"], "method": "occlusion"}).status_code == 200
+    )
+    assert client.post("/predict", json={"inputs": ["bob saw oslo"]}).status_code == 200
+    assert seen and all(seen)

@@ -71,6 +71,19 @@ def test_saved_model_reloads_with_auto_classes_and_gives_identical_logits(tiny_b
     assert leftovers(out) == []
 
 
+def test_a_tokenizer_without_a_length_is_saved_with_the_models_positions(tiny_bert, tmp_path):
+    # tokenizers' default length (1e30) would let truncation=True pass 700 ids to a 512-position model
+    model = token_classifier(tiny_bert)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    tokenizer.model_max_length = int(1e30)
+    save_model(model, tokenizer, tmp_path / "model")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "model")
+    positions = model.config.max_position_embeddings
+    assert reloaded.model_max_length == positions
+    ids = reloaded(" ".join(["alice"] * (2 * positions)), truncation=True)["input_ids"]
+    assert len(ids) == positions
+
+
 def test_save_model_over_an_older_model_replaces_it(tiny_bert, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     out = tmp_path / "model"

@@ -16,6 +16,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -37,6 +38,19 @@ from bertkit.training.runtime import set_threads
 log = logging.getLogger(__name__)
 
 PATHS = ("/", "/predict", "/explain", "/health", "/info", "/metrics", "/docs", "/openapi.json")
+
+
+def lone_surrogate(item: Any, depth: int = 0) -> str | None:
+    """The first unpaired UTF-16 surrogate in the strings of ``item`` (nested lists and mappings)."""
+    if isinstance(item, str):
+        return next((c for c in item if "\ud800" <= c <= "\udfff"), None)
+    if depth < 8 and isinstance(item, (list, tuple)):
+        return next((c for x in item if (c := lone_surrogate(x, depth + 1)) is not None), None)
+    if depth < 8 and isinstance(item, dict):
+        return next(
+            (c for x in (*item, *item.values()) if (c := lone_surrogate(x, depth + 1)) is not None), None
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,9 @@ class Service:
         predictor.limits = Limits(max_inputs=options.max_texts, max_chars=options.max_chars)
         self.metrics = ServerMetrics(options.max_batch)
         self.explaining = asyncio.Lock()
+        # explanations run beside the batcher's worker on one model: captum hooks its embeddings and
+        # attention maps switch its attention, so the two never touch the model at the same time
+        self.model_lock = threading.Lock()
         self.batcher = MicroBatcher(
             self.run_batch,
             options.max_batch,
@@ -119,6 +136,10 @@ class Service:
         for i, item in enumerate(inputs):
             if item is None:
                 raise RequestError(422, f"input {i} is null")
+            if (lone := lone_surrogate(item)) is not None:  # JSON's "\ud800" escapes decode to these
+                raise RequestError(
+                    422, f"input {i} holds an unpaired surrogate (U+{ord(lone):04X}), not text"
+                )
             try:
                 record = self.predictor.task.to_record(item)
                 self.predictor.check_size(i, record)
@@ -133,7 +154,8 @@ class Service:
     def run_batch(self, groups: list[Sequence[Any]]) -> list[list[dict[str, Any]]]:
         """One model call over the records of several requests; each request's results apart."""
         flat = [record for g, group in enumerate(groups) for record in apart(group, g)]
-        predictions = self.predictor.predict_records(flat)
+        with self.model_lock:
+            predictions = self.predictor.predict_records(flat)
         task, out, begin = self.predictor.task, [], 0
         for group in groups:
             mine = predictions[begin : begin + len(group)]
@@ -175,11 +197,12 @@ class Service:
         from bertkit.inference.explain import ExplainOptions, explain_records
 
         predictor = self.predictor
-        predictions = predictor.predict_records(records)
         options = ExplainOptions(method=method, n_steps=self.options.explain_steps)
-        return explain_records(
-            predictor.task, predictor.model, records, predictions, options, predictor.runtime.device
-        )
+        with self.model_lock:
+            predictions = predictor.predict_records(records)
+            return explain_records(
+                predictor.task, predictor.model, records, predictions, options, predictor.runtime.device
+            )
 
     def info(self) -> dict[str, Any]:
         """What the page needs to draw a form and read results: the task, its labels, its inputs."""

@@ -37,10 +37,23 @@ def save_model(
         with atomic_dir_files(out_dir) as scratch, io_errors_named(out_dir, "the model there is kept"):
             extra = {} if state_dict is None else {"state_dict": state_dict}
             model.save_pretrained(scratch, safe_serialization=True, **extra)
+            bound_tokenizer_length(tokenizer, model)
             tokenizer.save_pretrained(scratch)
     finally:
         if shown:
             hf_logging.enable_progress_bar()
+
+
+def bound_tokenizer_length(tokenizer: Any, model: torch.nn.Module) -> None:
+    """A tokenizer without a length (``tokenizers`` gives 1e30: ours from ``bertkit vocab``, many on the
+    hub) gets the model's positions, so that ``truncation=True`` in plain transformers truncates."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if positions is None:  # an encoder-decoder: the encoder reads the text
+        positions = getattr(
+            getattr(getattr(model, "config", None), "encoder", None), "max_position_embeddings", None
+        )
+    if isinstance(positions, int) and getattr(tokenizer, "model_max_length", 0) > 10**9:
+        tokenizer.model_max_length = positions
 
 
 def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dict[str, Any]) -> None:

@@ -387,7 +387,10 @@ class ClassifyTask(TaskBase):
     def to_record(self, item: Any) -> TextExample:
         """A text, a ``(text, pair)`` tuple, a ``{"text": ..., "pair": ...}`` mapping, or a TextExample."""
         if isinstance(item, dict) and isinstance(item.get("text"), str):
-            item = TextExample(text=item["text"], pair=item.get("pair"))
+            pair = item.get("pair")
+            if pair is not None and not isinstance(pair, str):
+                raise BertkitError(f"'pair' must be a string, got {type(pair).__name__}")
+            item = TextExample(text=item["text"], pair=pair)
         elif isinstance(item, str):
             item = TextExample(text=item)
         elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(t, str) for t in item):
