@@ -124,11 +124,12 @@ def _bert_wordpiece(cfg: VocabConfig) -> Tokenizer:
 
 
 def _alphabet(chars: Counter, cfg: VocabConfig) -> set[str]:
-    """The characters the vocabulary keeps: seen ``min_frequency`` times, within ``limit_alphabet``."""
-    seen = [c for c, n in chars.items() if n >= cfg.min_frequency and not c.isspace()]
+    """The characters the vocabulary keeps: seen ``min_frequency`` times, within ``limit_alphabet``;
+    with ``chinese_chars`` every CJK ideograph seen at all, outside both limits."""
+    exempt = {c for c in chars if cfg.chinese_chars and is_cjk(c)}
+    seen = [c for c, n in chars.items() if (n >= cfg.min_frequency or c in exempt) and not c.isspace()]
     if cfg.limit_alphabet is None:
         return set(seen)
-    exempt = {c for c in seen if cfg.chinese_chars and is_cjk(c)}
     others = sorted((c for c in seen if c not in exempt), key=lambda c: (-chars[c], c))
     return exempt | set(others[: cfg.limit_alphabet])
 
@@ -137,17 +138,20 @@ def _restrict_to_alphabet(tokenizer: Tokenizer, alphabet: set[str]) -> int:
     """Drop every token using a character outside ``alphabet``; return the number of characters kept.
 
     The trainer runs with no alphabet limit (the counts it would need only exist once the stream has
-    been read), so the limit is applied here. Ids are renumbered densely, specials staying at 0..4.
+    been read), so the limit is applied here. Ids are renumbered densely in a fixed order (specials at
+    0..4, then characters, their ``##`` forms, and longer pieces, each by length and then text): the
+    trainer's own order of equal-count pieces changes from run to run, and with it every id.
     """
-    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     kept = [
         token
-        for token, _ in by_id
-        if token in SPECIAL_TOKENS or set(token.removeprefix(PREFIX) or token) <= alphabet
+        for token in tokenizer.get_vocab()
+        if token not in SPECIAL_TOKENS and set(token.removeprefix(PREFIX) or token) <= alphabet
     ]
-    if len(kept) < len(by_id):
-        vocab = {token: i for i, token in enumerate(kept)}
-        tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=PREFIX)
+    kept.sort(
+        key=lambda token: (len(token.removeprefix(PREFIX)) > 1, token.startswith(PREFIX), len(token), token)
+    )
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *kept])}
+    tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=PREFIX)
     return sum(1 for token in kept if len(token) == 1)
 
 
