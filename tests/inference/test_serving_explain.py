@@ -89,3 +89,13 @@ def test_explanations_and_predictions_never_use_the_model_at_once(client, monkey
     )
     assert client.post("/predict", json={"inputs": ["bob saw oslo"]}).status_code == 200
     assert seen and all(seen)
+
+
+def test_an_int8_model_refuses_integrated_gradients_and_explains_by_occlusion(tiny_bert, tmp_path):
+    model = save_untrained("classify", tiny_bert, tmp_path / "model")
+    with TestClient(create_app(Predictor.load(model, precision="int8"), OPTIONS)) as c:
+        refused = c.post("/explain", json={"inputs": ["bob saw oslo"], "method": "ig"})
+        assert refused.status_code == 422 and "method occlusion" in refused.json()["error"]
+        occluded = c.post("/explain", json={"inputs": ["bob saw oslo"], "method": "occlusion"})
+        assert occluded.status_code == 200
+        assert [w["text"] for w in occluded.json()["results"][0]["words"]] == ["bob", "saw", "oslo"]

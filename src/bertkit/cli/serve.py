@@ -87,7 +87,13 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         metavar="N",
         help="CPU threads (default 0: $OMP_NUM_THREADS when set, else the cores this process may use)",
     )
-    serve.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    serve.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "int8"),
+        help="auto: bf16 where the CPU multiplies in bf16, else fp32; int8: dynamic quantisation (torch) or "
+        "model.int8.onnx (onnx)",
+    )
     add_adapt_threads_flag(serve)
     serve.set_defaults(func=run_serve)
 

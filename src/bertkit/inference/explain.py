@@ -269,6 +269,12 @@ def explain_records(
     """One row per explained target of each record's prediction; warns about IG explanations whose
     completeness error exceeds 5% (each is flagged in its row)."""
     model.eval()
+    if options.method == "ig" and any("quantized" in type(m).__module__ for m in model.modules()):
+        # dynamic int8 layers take no gradient: captum would fail deep inside
+        raise BertkitError(
+            "integrated gradients need gradients, which an int8 model has not: explain it "
+            "with method occlusion or attention, or load it in fp32 or bf16"
+        )
     rows = []
     for index, subject in enumerate(subjects(task, model, records, predictions, options.target, device)):
         if not subject.targets:

@@ -118,6 +118,8 @@ def sample_batches(
             for seed, (rows, length) in enumerate(SYNTHETIC_SHAPES)
         ]
     records = task.read(samples, labelled=False)
+    if not records:
+        raise BertkitError(f"--samples {samples}: no records; the checks need at least 5 windows")
     features = task.encode(records)[:SAMPLE_WINDOWS]
     if len(features) < 5:
         raise BertkitError(f"--samples {samples}: {len(features)} windows; the checks need at least 5")
