@@ -214,13 +214,24 @@ def test_fingerprint_follows_content_and_options_only(tmp_path):
     assert corpus_fingerprint([tmp_path], CorpusOptions()) != before
 
 
-def test_folders_are_searched_recursively_in_order(tmp_path):
-    for name in ("b/z.txt", "b/a.TXT", "a.txt", "a-b.txt", ".hidden.txt", ".git/x.txt", "notes.md"):
+def test_folders_are_searched_recursively_in_order(tmp_path, caplog):
+    for name in (
+        "b/z.txt",
+        "b/a.TXT",
+        "a.txt",
+        "a-b.txt",
+        ".hidden.txt",
+        ".git/x.txt",
+        "notes.md",
+        "c.txt.gz",
+    ):
         write(tmp_path / "corpus" / name, "Text.\n")
     other = write(tmp_path / "extra.tokens", "Text.\n")
     files = corpus_files([tmp_path / "corpus", other, tmp_path / "corpus" / "a.txt"])
     names = [p.relative_to(tmp_path).as_posix() for p in files]
     assert names == ["corpus/a-b.txt", "corpus/a.txt", "corpus/b/a.TXT", "corpus/b/z.txt", "extra.tokens"]
+    # what a folder holds besides text is counted, not dropped unsaid (hidden files and folders aside)
+    assert "4 .txt files read, 2 other files skipped" in caplog.text
 
 
 def test_missing_or_empty_inputs_are_errors(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import unicodedata
@@ -18,6 +19,8 @@ from typing import Any
 
 from bertkit.data.readers.text import is_cjk
 from bertkit.errors import ON_BAD_LINE, BadLines, BertkitError
+
+log = logging.getLogger(__name__)
 
 DOCUMENT_MODES = ("blank", "file", "line")
 # "split": a paragraph's lines are unwrapped and cut at sentence ends; "line": each line is one sentence,
@@ -103,7 +106,8 @@ class CorpusStats:
 
 
 _ADVICE = {
-    "blank": "a blank line seems to follow every sentence or line: use documents='file' or doc_start",
+    "blank": "a blank line seems to follow every sentence or paragraph: use documents='file' with"
+    " doc_start (WikiText: --documents file --doc-start '^ = [^=].* = $' --drop-lines '^ = ')",
     "line": "each line holds one sentence: use documents='blank' or 'file' (with doc_start)",
     "file": "each file holds one sentence: put related sentences in one file",
 }
@@ -180,6 +184,15 @@ def _folder_files(folder: Path) -> list[Path]:
         raise BertkitError(
             f"{folder}: no {CORPUS_SUFFIX} files in this folder ({others} other files skipped); "
             "name other files directly"
+        )
+    if others:
+        log.warning(
+            "%s: %d %s files read, %d other files skipped (name them directly to read them; compressed "
+            "files are not read)",
+            folder,
+            len(found),
+            CORPUS_SUFFIX,
+            others,
         )
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
