@@ -141,6 +141,18 @@ def test_hard_wrapped_chinese_is_unwrapped_without_spaces():
     assert unwrap_lines(["한국어", "문장"]) == "한국어 문장"  # Korean puts spaces between words
 
 
+def test_segmented_chinese_keeps_a_word_boundary_at_each_line_end(tmp_path):
+    # People's Daily style: words separated by spaces, a paragraph over several lines
+    lines = ["（ 一九九七年 十二月 三十一日 ） 中共中央", "总书记 江 泽民"]
+    assert unwrap_lines(lines) == "（ 一九九七年 十二月 三十一日 ） 中共中央总书记 江 泽民"  # glued
+    assert (
+        unwrap_lines(lines, always_space=True) == "（ 一九九七年 十二月 三十一日 ） 中共中央 总书记 江 泽民"
+    )
+    path = write(tmp_path / "seg.txt", "\n".join(lines) + "\n")
+    spaced = CorpusOptions(sentences="split", space_between_lines=True)
+    assert next(read_documents([path], spaced)).sentences[0].endswith("中共中央 总书记 江 泽民")
+
+
 @pytest.mark.parametrize(
     ("paragraph", "expected"),
     [

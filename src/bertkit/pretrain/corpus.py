@@ -52,6 +52,9 @@ class CorpusOptions:
     drop_lines: str | None = None  # matching lines are dropped, as if they were not there
     min_sentence_chars: int = 1  # shorter sentences are dropped; 1 keeps every one (dropping text is opt-in)
     on_bad_line: str = "error"  # "warn": skip and count lines that are not UTF-8, files without keep_from
+    # the lines of a paragraph are joined with a space even between CJK characters: in a segmented
+    # corpus (words separated by spaces) a line ends a word, which joining without one would glue on
+    space_between_lines: bool = False
 
     def __post_init__(self) -> None:
         if self.documents not in DOCUMENT_MODES:
@@ -254,6 +257,7 @@ class _DocumentBuilder:
     min_chars: int
     stats: CorpusStats
     split: bool  # cut the unwrapped paragraph at sentence ends (else each line is a sentence)
+    always_space: bool = False  # CorpusOptions.space_between_lines
     sentences: list[str] = field(default_factory=list)
     paragraph: list[str] = field(default_factory=list)
     line: int = 0
@@ -267,7 +271,7 @@ class _DocumentBuilder:
         if not self.paragraph:
             return
         lines = [line for line in self.paragraph if line]
-        for sentence in split_sentences(unwrap_lines(lines)) if self.split else lines:
+        for sentence in split_sentences(unwrap_lines(lines, self.always_space)) if self.split else lines:
             if len(sentence) >= self.min_chars:
                 self.sentences.append(sentence)
             else:
@@ -293,7 +297,13 @@ def _file_documents(
 ) -> Iterator[Document]:
     doc_start = _compile("doc_start", options.doc_start)
     drop_lines = _compile("drop_lines", options.drop_lines)
-    builder = _DocumentBuilder(str(path), options.min_sentence_chars, stats, options.sentences == "split")
+    builder = _DocumentBuilder(
+        str(path),
+        options.min_sentence_chars,
+        stats,
+        options.sentences == "split",
+        options.space_between_lines,
+    )
     for number, line in _kept_lines(path, options, bad):
         if doc_start is not None and doc_start.search(line):
             yield from builder.end_document()
@@ -354,16 +364,16 @@ def _is_wide(char: str) -> bool:
     return unicodedata.east_asian_width(char) in ("W", "F") and not "\uac00" <= char <= "\ud7a3"
 
 
-def unwrap_lines(lines: Sequence[str]) -> str:
+def unwrap_lines(lines: Sequence[str], always_space: bool = False) -> str:
     """Join the stripped lines of a hard-wrapped paragraph: with a space, or with none between two wide
-    (CJK) characters, where a space would cut a word in two."""
+    (CJK) characters, where a space would cut a word in two (unless ``always_space``: segmented text)."""
     # pieces joined once at the end: ``text += line`` copies the text so far each time, which is
     # quadratic in a paragraph that runs for thousands of lines (a file without blank lines)
     pieces: list[str] = []
     for line in lines:
         if not line:
             continue
-        if pieces and not (_is_wide(pieces[-1][-1]) and _is_wide(line[0])):
+        if pieces and (always_space or not (_is_wide(pieces[-1][-1]) and _is_wide(line[0]))):
             pieces.append(" ")
         pieces.append(line)
     return "".join(pieces)

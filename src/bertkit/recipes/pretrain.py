@@ -175,7 +175,10 @@ def tokenised_corpus(cfg: RunConfig, tokenizer: Any) -> TokenStore:
     """The corpus as token ids in a store under the cache, reused while corpus, options and tokenizer
     stay the same."""
     p = cfg.task
-    options = CorpusOptions.of(p)
+    # pretokenized: the spaces are word boundaries, a line break too
+    options = dataclasses.replace(
+        CorpusOptions.of(p), space_between_lines=p.word_boundaries == "pretokenized"
+    )
     identity = "\n".join(
         [corpus_fingerprint(p.input, options), tokenizer_identity(tokenizer), f"words={p.word_boundaries}"]
     )
