@@ -372,6 +372,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: dict[str, ty
             group.add_argument(*flags, **kwargs)
 
 
+def resumed_run_yaml(cli: dict[str, dict[str, Any]]) -> Path | None:
+    """``DIR/run.yaml`` of ``--resume DIR``, when there is one: the run's own config, so that
+    ``--resume DIR`` alone continues it (flags still override it; the fingerprint check refuses a
+    change to what the run was)."""
+    resume = cli.get("train", {}).get("resume")
+    run_yaml = Path(resume) / "run.yaml" if resume else None
+    return run_yaml if run_yaml is not None and run_yaml.is_file() else None
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The ``{section: {field: value}}`` the user set on the command line."""
     out: dict[str, dict[str, Any]] = {}

@@ -98,7 +98,7 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resume_ends_the_same(
     assert step in steps
     assert said == [
         f"bertkit: stopped by SIGTERM at step {step}; the training state is saved in "
-        f"{out / 'checkpoint'}; continue with --resume {out}"
+        f"{out / 'checkpoint'}; continue with the same command and --resume {out}"
     ]
     assert_nothing_half_written(out)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # a clean exit leaves no temporary

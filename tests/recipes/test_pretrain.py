@@ -193,7 +193,8 @@ def test_a_resume_mid_stream_gives_the_same_weights(corpus, tmp_path, monkeypatc
     after_step(monkeypatch, 10, crash)  # the last checkpoint is the one of step 8
     assert main(pretrain_args(corpus, broken, *args)) == 130
     monkeypatch.undo()
-    assert main(pretrain_args(corpus, broken, *args, "--resume", str(broken))) == 0
+    # --resume DIR alone: the run's options come from DIR/run.yaml
+    assert main(["-q", "pretrain", "--resume", str(broken)]) == 0
     a = load_file(str(full / "checkpoint" / "model.safetensors"))
     b = load_file(str(broken / "checkpoint" / "model.safetensors"))
     assert a.keys() == b.keys()

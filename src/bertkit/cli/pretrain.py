@@ -16,6 +16,7 @@ from bertkit.config import (
     load_yaml,
     merge,
     overrides_from_args,
+    resumed_run_yaml,
 )
 from bertkit.errors import BertkitError
 from bertkit.pretrain.task import PretrainConfig
@@ -98,10 +99,12 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def pretrain_config(args: argparse.Namespace) -> RunConfig:
-    """defaults < ``--config`` YAML < flags."""
+    """defaults < ``--config`` YAML (or, for ``--resume DIR`` without one, ``DIR/run.yaml``) < flags."""
+    cli = overrides_from_args(args)
+    config = args.config or resumed_run_yaml(cli)
     overrides = {}
-    if args.config:
-        overrides = load_yaml(args.config)
+    if config:
+        overrides = load_yaml(config)
         if overrides.get("task", "pretrain") != "pretrain":
-            raise BertkitError(f"{args.config} is a {overrides['task']!r} config, not a pretraining one")
-    return build_config("pretrain", PretrainConfig, merge(overrides, overrides_from_args(args)))
+            raise BertkitError(f"{config} is a {overrides['task']!r} config, not a pretraining one")
+    return build_config("pretrain", PretrainConfig, merge(overrides, cli))

@@ -27,7 +27,7 @@ class Interrupted(KeyboardInterrupt):
         else:
             super().__init__(
                 f"stopped by {name} at step {step}; the training state is saved in {checkpoint}; "
-                f"continue with --resume {checkpoint.parent}"
+                f"continue with the same command and --resume {checkpoint.parent}"
             )
 
 
