@@ -168,6 +168,37 @@ def test_malformed_bodies_get_422_with_a_json_error(client, content, says):
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ({}, "got none"),
+        ({"content-type": "text/plain"}, "got 'text/plain'"),  # what a page of another site may post
+        ({"content-type": "application/x-www-form-urlencoded"}, "Content-Type: application/json"),
+        ({"content-type": "application/json", "content-encoding": "gzip"}, "Content-Encoding 'gzip'"),
+    ],
+)
+def test_a_body_that_is_not_plain_json_is_415(client, headers, says):
+    response = client.post("/predict", content=b'{"inputs": ["bob"]}', headers=headers)
+    assert response.status_code == 415 and says in response.json()["error"]
+    ok = client.post(
+        "/predict",
+        content=b'{"inputs": ["bob"]}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert ok.status_code == 200
+
+
+def test_bound_to_loopback_it_answers_only_requests_addressed_to_localhost(ner_model):
+    options = ServeOptions(max_texts=8, max_chars=400, loopback_hosts_only=True)
+    with TestClient(create_app(Predictor.load(ner_model), options), base_url="http://localhost:8000") as c:
+        assert c.post("/predict", json={"inputs": ["bob"]}).status_code == 200
+        for host in ("127.0.0.1:8000", "[::1]:8000", "localhost"):
+            assert c.get("/health", headers={"host": host}).status_code == 200, host
+        # DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1
+        refused = c.post("/predict", json={"inputs": ["bob"]}, headers={"host": "evil.example:8000"})
+        assert refused.status_code == 421 and "localhost only" in refused.json()["error"]
+
+
 def test_an_unexpected_failure_is_a_generic_500_logged_and_counted(ner_model, caplog):
     predictor = Predictor.load(ner_model)
 

@@ -148,6 +148,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_explain_texts=args.max_explain_texts,
         max_explain_chars=args.max_explain_chars,
         explain_steps=args.explain_steps,
+        loopback_hosts_only=serving.is_loopback(args.host),
     )
     load = {
         "precision": args.precision,

@@ -69,6 +69,9 @@ class ServeOptions:
     max_explain_texts: int = 4
     max_explain_chars: int = 2_000
     explain_steps: int = 50
+    # bound to a loopback address: answer only requests addressed to it (a Host of localhost, 127.0.0.1
+    # or ::1), so that a web page whose name is made to point at 127.0.0.1 (DNS rebinding) gets nothing
+    loopback_hosts_only: bool = False
 
 
 class PredictRequest(BaseModel):
@@ -241,7 +244,9 @@ def jsonable(value: Any) -> Any:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 past ``limit`` bytes: by its Content-Length, and by the bytes actually
-    read (a chunked body declares no length)."""
+    read (a chunked body declares no length); then with 415 unless it is plain JSON. Requiring
+    ``application/json`` keeps web pages from posting to the server: a form or ``text/plain`` post from
+    another site needs no CORS preflight, a JSON one does (and gets no CORS headers here)."""
     declared = request.headers.get("content-length")
     too_big = f"the limit is {limit} bytes (--max-request-bytes)"
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -251,6 +256,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         body += chunk
         if len(body) > limit:
             raise RequestError(413, f"request body over {limit} bytes; {too_big}", limit="max_request_bytes")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        shown = f"{media!r}" if media else "none"
+        raise RequestError(415, f"send the body as JSON with Content-Type: application/json (got {shown})")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported: send the body uncompressed")
     return bytes(body)
 
 
@@ -362,7 +374,14 @@ def add_error_handling(app: FastAPI, service: Service) -> None:
     async def count_and_contain(request: Request, call_next: Any) -> Response:
         start = time.perf_counter()
         try:
-            response = await call_next(request)
+            if service.options.loopback_hosts_only and not is_loopback(
+                host_name(request.headers.get("host", ""))
+            ):
+                shown = request.headers.get("host", "")
+                message = f"this server answers requests to localhost only, not to Host {shown!r}"
+                response: Response = JSONResponse({"error": message}, status_code=421)
+            else:
+                response = await call_next(request)
         except Exception:
             log.exception("unexpected error answering %s %s", request.method, request.url.path)
             service.metrics.server_error()
@@ -371,6 +390,14 @@ def add_error_handling(app: FastAPI, service: Service) -> None:
         seconds = time.perf_counter() - start if path == "/predict" else None
         service.metrics.request(path, response.status_code, seconds)
         return response
+
+
+def host_name(header: str) -> str:
+    """A Host header without its port: ``localhost:8000`` -> ``localhost``, ``[::1]:80`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def is_loopback(host: str) -> bool:
