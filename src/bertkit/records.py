@@ -35,11 +35,12 @@ class TokenExample:
     lines: list[int] = field(default_factory=list)
     text: str | None = None
     offsets: list[tuple[int, int]] | None = None
+    record_line: int = 0  # the record's line when it has no token to carry one (a blank text line)
 
     @property
     def line(self) -> int:
-        """Line of the first token (0 when unknown)."""
-        return self.lines[0] if self.lines else 0
+        """Line of the first token, or the record's own (0 when unknown)."""
+        return self.lines[0] if self.lines else self.record_line
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -89,7 +89,7 @@ def test_read_text_keeps_every_line_even_empty_ones(tmp_path):
     assert first.tokens == ["Hello", "world", "."] and first.tags is None
     assert first.text == "Hello world." and first.offsets == [(0, 5), (6, 11), (11, 12)]
     assert first.lines == [1, 1, 1]
-    assert empty.tokens == [] and empty.text == ""
+    assert empty.tokens == [] and empty.text == "" and empty.line == 2  # its output row says where it was
     assert chinese.text == "我爱北京" and chinese.tokens == ["我", "爱", "北", "京"]  # no stray \r
     assert chinese.lines == [3] * 4
     assert last.tokens == ["last", "line", "without", "newline"]

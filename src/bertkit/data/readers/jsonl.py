@@ -60,7 +60,7 @@ def _example(
     if tags is not None and len(tags) != len(tokens):
         bad.report(number, "length mismatches", f"{len(tokens)} tokens but {len(tags)} tags")
         return None
-    return TokenExample(tokens=tokens, tags=tags, path=path, lines=[number] * len(tokens))
+    return TokenExample(tokens=tokens, tags=tags, path=path, lines=[number] * len(tokens), record_line=number)
 
 
 def read_jsonl(

@@ -94,6 +94,7 @@ def text_example(text: str, path: str = "", line: int = 0, cuts: Set[int] = froz
         lines=[line] * len(words),
         text=text,
         offsets=[(s, e) for _, s, e in words],
+        record_line=line,
     )
 
 
