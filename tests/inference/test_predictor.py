@@ -34,3 +34,28 @@ def test_loading_starts_stops_or_keeps_the_thread_governor(ner_model, monkeypatc
         Predictor.load(ner_model, precision="fp32", adapt_threads=adapt)
     Predictor.load(ner_model, engine="torch", precision="int8", adapt_threads=True)  # torch's int8 kernels
     assert calls == [True, False, True]  # None: a predictor inside a training run keeps the run's
+
+
+def test_evaluate_refuses_a_file_without_gold_before_predicting_it(tiny_bert, tmp_path, monkeypatch):
+    import json
+
+    import pytest
+    from inference.saved_models import save_untrained
+
+    import bertkit.inference.predictor as predictor_module
+    from bertkit.errors import BertkitError
+    from bertkit.inference.predictor import Predictor
+
+    model = save_untrained("qa", tiny_bert, tmp_path / "model")
+    unlabelled = tmp_path / "questions.jsonl"
+    unlabelled.write_text(
+        json.dumps({"id": "q1", "question": "who went?", "context": "alice went home"}) + "\n"
+    )
+    predictor = Predictor.load(model)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the file was predicted before its missing answers were noticed")
+
+    monkeypatch.setattr(predictor_module, "predict_features", no_pass)
+    with pytest.raises(BertkitError, match="no answers to evaluate against"):
+        predictor.evaluate(str(unlabelled))

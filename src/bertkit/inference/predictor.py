@@ -143,6 +143,7 @@ class Predictor:
     def evaluate(self, path: str) -> dict:
         """Metrics of the model on a labelled file."""
         records = require_records(self.task.read(require_file(path, "data")), path)
+        self.task.require_gold(records)  # before the pass over the file, not after it
         features = self.task.encode(records)
         self.task.describe_encoding(records, features, path)
         predictions = predict_features(

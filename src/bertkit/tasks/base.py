@@ -89,6 +89,8 @@ class EvaluationTask(TrainingTask, Protocol):
 
     def metrics(self, predictions: list[Any], records: Sequence[Any]) -> dict: ...
 
+    def require_gold(self, records: Sequence[Any]) -> None: ...
+
 
 class PredictionTask(EvaluationTask, Protocol):
     """What prediction adds: records from API inputs, results, and a prediction file writer."""
@@ -192,6 +194,9 @@ class TaskBase:
     def uncovered(self, records: Sequence[Any], features: Sequence[Any]) -> int:
         """Inputs of ``records`` that no feature covers: 0 unless windowing is broken."""
         return 0
+
+    def require_gold(self, records: Sequence[Any]) -> None:
+        """Raise when ``records`` lack what ``metrics`` scores against (checked before predicting)."""
 
     def window_count(self, features: Sequence[Any]) -> int:
         """How many encoder windows ``features`` make: one each, unless a feature holds several."""

@@ -305,10 +305,13 @@ class NerTask(TaskBase):
             Counter(f.record for f in features),
         )
 
-    def metrics(self, predictions: list[WordTags], records: Sequence[TokenExample]) -> dict:
+    def require_gold(self, records: Sequence[TokenExample]) -> None:
         if any(r.tags is None for r in records):
             path = next(r.path for r in records if r.tags is None)
             raise BertkitError(f"{path}: the file has no tags to evaluate against")
+
+    def metrics(self, predictions: list[WordTags], records: Sequence[TokenExample]) -> dict:
+        self.require_gold(records)
         return entity_scores([r.tags for r in records], [p.tags for p in predictions], self.scheme)
 
     # -- outputs -------------------------------------------------------------------------------------

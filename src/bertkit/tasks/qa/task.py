@@ -341,11 +341,14 @@ class QaTask(TaskBase):
             self.cfg.null_threshold,
         )
 
-    def metrics(self, predictions: list[QaPrediction], records: Sequence[QaExample]) -> dict:
-        """The official EM/F1 of the data's kind: SQuAD v1.1, v2.0 (with no-answer questions) or CMRC."""
+    def require_gold(self, records: Sequence[QaExample]) -> None:
         if any(r.answers is None for r in records):
             path = next(r.path for r in records if r.answers is None)
             raise BertkitError(f"{path}: the file has no answers to evaluate against")
+
+    def metrics(self, predictions: list[QaPrediction], records: Sequence[QaExample]) -> dict:
+        """The official EM/F1 of the data's kind: SQuAD v1.1, v2.0 (with no-answer questions) or CMRC."""
+        self.require_gold(records)
         gold = {r.id: [a.text for a in r.answers or ()] for r in records}
         answers = {r.id: p.text for r, p in zip(records, predictions)}
         metric = self.cfg.metric if self.cfg.metric != "auto" else detect_metric(records)
