@@ -57,13 +57,7 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         choices=("torch", "onnx"),
         help="torch runs the saved weights (default); onnx runs the model.onnx of a `bertkit export` folder",
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16", "int8"),
-        help="auto: bf16 where the CPU multiplies in bf16, else fp32 (torch), fp32 (onnx); int8: dynamic "
-        "quantisation (torch) or model.int8.onnx (onnx); bf16 is torch only",
-    )
+    add_precision_flag(parser)
     parser.add_argument(
         "--format",
         default=None,
@@ -174,6 +168,16 @@ def check_args(args: argparse.Namespace, input_flag: str, source: str) -> None:
         raise BertkitError(f"{input_flag} {source}: no such file")
     if args.out and Path(args.out).is_dir():
         raise BertkitError(f"--out {args.out} is a directory; it takes the file to write")
+
+
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "int8"),
+        help="auto: bf16 where the CPU multiplies in bf16, else fp32 (torch), fp32 (onnx); int8: dynamic "
+        "quantisation (torch) or model.int8.onnx (onnx); bf16 is torch only",
+    )
 
 
 def add_adapt_threads_flag(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-from bertkit.cli.inference import add_adapt_threads_flag
+from bertkit.cli.inference import add_adapt_threads_flag, add_precision_flag
 from bertkit.errors import BertkitError
 
 SERVER_PACKAGES = ("fastapi", "uvicorn")
@@ -87,13 +87,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         metavar="N",
         help="CPU threads (default 0: $OMP_NUM_THREADS when set, else the cores this process may use)",
     )
-    serve.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16", "int8"),
-        help="auto: bf16 where the CPU multiplies in bf16, else fp32; int8: dynamic quantisation (torch) or "
-        "model.int8.onnx (onnx)",
-    )
+    add_precision_flag(serve)
     add_adapt_threads_flag(serve)
     serve.set_defaults(func=run_serve)
 
