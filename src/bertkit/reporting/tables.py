@@ -10,13 +10,14 @@ def format_table(columns: dict[str, dict], title: str = "") -> str:
     if all("per_type" in m for m in columns.values()):
         return format_entity_table(columns, title)
     names = [k for k, v in next(iter(columns.values())).items() if isinstance(v, float)]
+    width = max([14, *(len(name) + 1 for name in names)])  # names are never cut (macro_precision)
     lines = [title] if title else []
-    lines.append(f"{'':<14}" + "".join(f"{c:>12}" for c in columns))
+    lines.append(f"{'':<{width}}" + "".join(f"{c:>12}" for c in columns))
     for name in names:
         cells = "".join(
             f"{m[name]:>12.4f}" if isinstance(m.get(name), float) else f"{'-':>12}" for m in columns.values()
         )
-        lines.append(f"{name[:14]:<14}{cells}")
+        lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
 
 
