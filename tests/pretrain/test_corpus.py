@@ -204,6 +204,13 @@ def test_read_documents_streams(tmp_path):
     assert "not valid UTF-8 (byte 0xff at character 5)" in str(caught.value)
 
 
+def test_a_utf16_file_is_named_as_such_even_when_bad_lines_are_counted(tmp_path):
+    path = write(tmp_path / "u16.txt", "First line.\nSecond line.\n".encode("utf-16"))
+    for policy in ("error", "warn"):
+        with pytest.raises(BadInputError, match=r"u16\.txt:1: the file is UTF-16"):
+            list(read_documents([path], CorpusOptions(on_bad_line=policy)))
+
+
 def test_bad_utf8_can_be_counted_and_skipped(tmp_path):
     path = write(tmp_path / "c.txt", b"Good one.\n\xc3\x28 broken\nGood two.\n")
     with pytest.raises(BadInputError, match=r"c\.txt:2: not valid UTF-8"):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.data.readers.text import is_cjk
-from bertkit.errors import ON_BAD_LINE, BadLines, BertkitError
+from bertkit.errors import ON_BAD_LINE, BadInputError, BadLines, BertkitError
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +354,10 @@ def _numbered_lines(path: Path, bad: BadLines) -> Iterator[tuple[int, str]]:
             if found is None:
                 yield number, line
                 continue
+            if number == 1 and line.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+                # a UTF-16 byte-order mark: every line would be read as NUL-strewn text, whatever the policy
+                message = "the file is UTF-16 (its byte-order mark says so): re-encode it as UTF-8"
+                raise BadInputError(str(path), 1, f"{message} (iconv -f UTF-16 -t UTF-8)")
             byte = ord(found.group()) - 0xDC00
             where = f"byte 0x{byte:02x} at character {found.start() + 1}"
             bad.report(number, "bad UTF-8", f"not valid UTF-8 ({where}); re-encode the file as UTF-8")
