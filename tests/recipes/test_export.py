@@ -72,6 +72,21 @@ def test_every_task_family_exports_and_predicts_as_torch(task_name, tiny_bert, t
         np.testing.assert_allclose(as_numbers(ours), as_numbers(theirs), atol=1e-4)
 
 
+@pytest.mark.parametrize("task_name", ["ner", "classify"])
+def test_plain_onnxruntime_takes_the_tokenizers_output_as_it_is(task_name, tiny_bert, tmp_path_factory):
+    # a user without bertkit: dict(tokenizer(texts, return_tensors="np")) straight into the session
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    model_dir, out = exported(task_name, tiny_bert, tmp_path_factory.getbasetemp())
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    encoded = dict(tokenizer(INPUTS[task_name], padding=True, return_tensors="np"))
+    assert {i.name for i in session.get_inputs()} == set(encoded)
+    (logits,) = session.run(None, encoded)
+    assert logits.shape[0] == len(INPUTS[task_name])
+
+
 def test_a_mismatch_with_torch_refuses_the_export_and_writes_nothing(tiny_bert, tmp_path, monkeypatch):
     model_dir = save_untrained("classify", tiny_bert, tmp_path / "model")
     real_run = onnx_export.run_session

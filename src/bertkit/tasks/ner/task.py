@@ -79,6 +79,9 @@ class NerTask(TaskBase):
 
     name = "ner"
     main_metric = "f1"
+    # token types too (all 0), as the tokenizer gives them: an ONNX export then takes a plain
+    # onnxruntime user's dict(tokenizer(texts, return_tensors="np")) as it is
+    input_names = ("input_ids", "attention_mask", "token_type_ids")
     config_class = NerConfig
     model_class = AutoModelForTokenClassification
     record_class = TokenExample
@@ -265,9 +268,11 @@ class NerTask(TaskBase):
         """Dynamic padding to the longest window of the batch, rounded up (``batch_length``)."""
         ids = [f.input_ids for f in features]
         length = self.batch_length(ids)
+        input_ids = pad(ids, self.tokenizer.pad_token_id or 0, length=length)
         return {
-            "input_ids": pad(ids, self.tokenizer.pad_token_id or 0, length=length),
+            "input_ids": input_ids,
             "attention_mask": padding_mask(ids, length),
+            "token_type_ids": torch.zeros_like(input_ids),
             "labels": pad([f.labels for f in features], IGNORE, length=length),
             "record": [f.record for f in features],
             "slots": [f.slots for f in features],
