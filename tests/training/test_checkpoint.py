@@ -77,6 +77,7 @@ def test_a_tokenizer_without_a_length_is_saved_with_the_models_positions(tiny_be
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     tokenizer.model_max_length = int(1e30)
     save_model(model, tokenizer, tmp_path / "model")
+    assert tokenizer.model_max_length == int(1e30)  # the tokenizer in use is left as it was
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "model")
     positions = model.config.max_position_embeddings
     assert reloaded.model_max_length == positions

@@ -243,10 +243,17 @@ def jsonable(value: Any) -> Any:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past ``limit`` bytes: by its Content-Length, and by the bytes actually
-    read (a chunked body declares no length); then with 415 unless it is plain JSON. Refusing other
+    """The body, refused with 415 unless it is plain JSON, and with 413 past ``limit`` bytes: by its
+    Content-Length, and by the bytes actually read (a chunked body declares no length). Refusing other
     types keeps web pages from posting to the server: a form or ``text/plain`` post from another site
     needs no CORS preflight, a JSON one does (and gets no CORS headers here)."""
+    # no Content-Type is read as JSON, as FastAPI does (scripts omit it; a browser always sends one)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise RequestError(415, f"send the body as JSON with Content-Type: application/json (got {media!r})")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported: send the body uncompressed")
     declared = request.headers.get("content-length")
     too_big = f"the limit is {limit} bytes (--max-request-bytes)"
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -256,13 +263,6 @@ async def read_body(request: Request, limit: int) -> bytes:
         body += chunk
         if len(body) > limit:
             raise RequestError(413, f"request body over {limit} bytes; {too_big}", limit="max_request_bytes")
-    # no Content-Type is read as JSON, as FastAPI does (scripts omit it; a browser always sends one)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media and media != "application/json" and not media.endswith("+json"):
-        raise RequestError(415, f"send the body as JSON with Content-Type: application/json (got {media!r})")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported: send the body uncompressed")
     return bytes(body)
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PretrainedConfig
 
 from bertkit.atomic import WriteError, atomic_dir_files, recover_aside, swap_folder, write_errors_named
+from bertkit.modeling.load import position_limit
 
 STATE_FILE = "training_state.pt"
 MODEL_STATE_FILE = "model.safetensors"
@@ -37,23 +39,31 @@ def save_model(
         with atomic_dir_files(out_dir) as scratch, io_errors_named(out_dir, "the model there is kept"):
             extra = {} if state_dict is None else {"state_dict": state_dict}
             model.save_pretrained(scratch, safe_serialization=True, **extra)
-            bound_tokenizer_length(tokenizer, model)
-            tokenizer.save_pretrained(scratch)
+            with saved_length(tokenizer, model):
+                tokenizer.save_pretrained(scratch)
     finally:
         if shown:
             hf_logging.enable_progress_bar()
 
 
-def bound_tokenizer_length(tokenizer: Any, model: torch.nn.Module) -> None:
-    """A tokenizer without a length (``tokenizers`` gives 1e30: ours from ``bertkit vocab``, many on the
-    hub) gets the model's positions, so that ``truncation=True`` in plain transformers truncates."""
-    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if positions is None:  # an encoder-decoder: the encoder reads the text
-        positions = getattr(
-            getattr(getattr(model, "config", None), "encoder", None), "max_position_embeddings", None
-        )
-    if isinstance(positions, int) and getattr(tokenizer, "model_max_length", 0) > 10**9:
-        tokenizer.model_max_length = positions
+@contextlib.contextmanager
+def saved_length(tokenizer: Any, model: torch.nn.Module) -> Iterator[None]:
+    """While saving, a tokenizer without a length (``tokenizers`` gives 1e30: ours from ``bertkit vocab``,
+    many on the hub) holds the model's positions, so that ``truncation=True`` in plain transformers
+    cuts at the model's limit instead of crashing past it. bertkit itself never truncates (it windows);
+    the tokenizer in use is left as it was."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "encoder", config)  # an encoder-decoder: the encoder reads the text
+    limit = position_limit(config) if isinstance(config, PretrainedConfig) else None
+    original = getattr(tokenizer, "model_max_length", None)
+    if limit is None or not isinstance(original, int) or original <= 10**9:
+        yield
+        return
+    tokenizer.model_max_length = limit
+    try:
+        yield
+    finally:
+        tokenizer.model_max_length = original
 
 
 def save_training_state(ckpt_dir: str | Path, model: torch.nn.Module, state: dict[str, Any]) -> None:

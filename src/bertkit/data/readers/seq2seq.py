@@ -238,9 +238,8 @@ def _json_pair(
     if source is None:
         return None
     targets = None
-    given = record.get(opts.target_field)
     # unlabelled input may leave a target out, null, "" or [] (a placeholder in a test file)
-    if opts.labelled or not (given is None or given == "" or given == []):
+    if opts.labelled or record.get(opts.target_field) not in (None, "", []):
         targets = _json_targets(record, opts.target_field, number, bad)
         if targets is None:
             return None
@@ -317,8 +316,7 @@ def _read_delimited(
     if not rows:
         return []
     columns = _header_columns(rows[0], opts, path)
-    if columns is None and header_like(rows):
-        first = ", ".join(cell.strip() for cell in rows[0].cells)
+    if columns is None and (first := header_like(rows)) is not None:
         message = (
             f"the first row looks like a header ({first}) but names neither the source field"
             f" {opts.source_field!r} nor the target field {opts.target_field!r}: name them with"

@@ -137,22 +137,24 @@ def _csv_rows(lines: list[str], delimiter: str, path: str) -> list[_Row]:
         rows.append(_Row(start, cells, reader.line_num))
 
 
-def header_like(rows: list[_Row]) -> bool:
-    """Whether the first row of a file read without a header looks like one: every cell a name (one or
-    two words of ASCII letters, digits and ``_#.-``), one of them a column name common in data sets,
-    and none of them found again in its column in the next 1,000 rows (a label or text that is data
-    recurs; a header's names do not)."""
+def header_like(rows: list[_Row]) -> str | None:
+    """The first row, shown, when a file read without a header starts with what looks like one: every
+    cell a name (one or two words of ASCII letters, digits and ``_#.-``), one of them a column name
+    common in data sets, and none of them found again in its column in the next 1,000 rows (a label or
+    text that is data recurs; a header's names do not). None when it looks like data."""
     if len(rows) < 2 or not isinstance(rows[0].cells, list):
-        return False
+        return None
     first = [cell.strip() for cell in rows[0].cells]
     if len(first) < 2 or not all(_NAME.fullmatch(cell) for cell in first):
-        return False
+        return None
     if not any(cell.lower() in HEADER_NAMES for cell in first):
-        return False
+        return None
     later = rows[1 : 1 + _SNIFF_ROWS]
-    return not any(
+    if any(
         i < len(row.cells) and row.cells[i].strip() == cell for row in later for i, cell in enumerate(first)
-    )
+    ):
+        return None
+    return ", ".join(first)
 
 
 def _is_blank(row: _Row) -> bool:
@@ -242,8 +244,7 @@ def _read_delimited(
             raise BadInputError(path, 0, "the file is empty; expected a header row")
         return [], _Columns(0, None, None)
     names = None
-    if sniff and not header and header_like(rows):
-        first = ", ".join(cell.strip() for cell in rows[0].cells)
+    if sniff and not header and (first := header_like(rows)) is not None:
         message = (
             f"the first row looks like a header ({first}), but the columns are given by index, so it would"
             " be read as data: give the columns by name, or --header yes to skip the row, or --header no"
