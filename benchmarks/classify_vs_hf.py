@@ -41,7 +41,9 @@ from harness import (  # noqa: E402
     trainer_arguments,
 )
 
-VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
+# bertkit-whole: the whole top layer and the whole word-embedding matrix trained, as before 2026-12-08
+VARIANTS = ("bertkit", "bertkit-whole", "bertkit-fp32", "B0", "B1", "B1-bf16")
+WHOLE = ("--train.compact_embeddings", "false", "--classify.first_token_top", "false")
 # GLUE folder, text column, pair column (None for single sentences)
 TASKS = {"sst2": ("glue_sst2", "sentence", None), "rte": ("glue_rte", "sentence1", "sentence2")}
 HYPER = {
@@ -180,6 +182,7 @@ def run_bertkit(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             "false",
             *bertkit_hyper(args),
             *bertkit_freeze(args),
+            *(WHOLE if variant == "bertkit-whole" else ()),
         ]
         subprocess.run(cmd, check=True)
         figures = bertkit_figures(out)

@@ -253,7 +253,8 @@ def print_table(rows: list[dict[str, Any]], quality: str, extra: list[tuple[str,
         print(line + "".join(f" {r.get(k, '-')!s:>12}" for k, _ in extra))
     by_name = {r["variant"]: r for r in rows}
     pairs = [("bertkit", "B0"), ("bertkit", "B1"), ("bertkit-fp32", "B1"), ("bertkit", "B1-bf16")]
-    pairs += [("bertkit-lean", "B0"), ("bertkit-lean", "B1-bf16")]
+    pairs += [("bertkit-lean", "B0"), ("bertkit-lean", "B1-bf16"), ("bertkit-whole", "B1-bf16")]
+    pairs += [("bertkit", "bertkit-whole")]
     for ours_name, ref in pairs:
         if ours_name in by_name and ref in by_name:
             ours, theirs = by_name[ours_name], by_name[ref]

@@ -39,8 +39,9 @@ from harness import (  # noqa: E402
     trainer_arguments,
 )
 
-# bertkit-fp32 and B1-bf16 separate what bf16 buys from what the rest of bertkit buys.
-VARIANTS = ("bertkit", "bertkit-fp32", "B0", "B1", "B1-bf16")
+# bertkit-fp32 and B1-bf16 separate what bf16 buys from what the rest of bertkit buys; bertkit-whole
+# trains the whole word-embedding matrix (--train.compact_embeddings false), as before 2026-12-08.
+VARIANTS = ("bertkit", "bertkit-whole", "bertkit-fp32", "B0", "B1", "B1-bf16")
 
 SPLIT_FILES = {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"}
 # Hyper-parameters every variant gets alike: flag -> (type, default).
@@ -246,7 +247,9 @@ def run_trainer(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- bertkit
 
 
-def bertkit_command(args: argparse.Namespace, train: Path, out_dir: Path, precision: str) -> list[str]:
+def bertkit_command(
+    args: argparse.Namespace, train: Path, out_dir: Path, precision: str, extra: tuple[str, ...] = ()
+) -> list[str]:
     folder = Path(args.data_dir) / "wnut17"
     hyper = bertkit_hyper(args)
     files = [
@@ -272,6 +275,7 @@ def bertkit_command(args: argparse.Namespace, train: Path, out_dir: Path, precis
         str(TORCH_THREADS),
         *hyper,
         *bertkit_freeze(args),
+        *extra,
     ]
 
 
@@ -283,7 +287,8 @@ def run_bertkit(args: argparse.Namespace, variant: str) -> dict[str, Any]:
             write_conll(load_splits(args)["train"], train)
         out_dir = Path(tmp) / "out"
         precision = "fp32" if variant == "bertkit-fp32" else "auto"
-        subprocess.run(bertkit_command(args, train, out_dir, precision), check=True)
+        whole = ("--train.compact_embeddings", "false") if variant == "bertkit-whole" else ()
+        subprocess.run(bertkit_command(args, train, out_dir, precision, whole), check=True)
         figures = bertkit_figures(out_dir)
     after = figures["metrics"]["after"]
     return {

@@ -52,7 +52,7 @@ from harness import (  # noqa: E402
 
 from bertkit.tasks.seq2seq.metrics import MAIN_METRIC  # noqa: E402
 
-VARIANTS = ("bertkit", "HF-bf16")
+VARIANTS = ("bertkit", "bertkit-whole", "HF-bf16")  # -whole: the whole encoder embedding trained
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = Path(os.environ.get("BERTKIT_DATA_DIR") or SHARED)
 KINDS = {"scitldr": "summarize", "tatoeba": "translate", "kdconv": "dialogue"}
@@ -126,7 +126,7 @@ def read_pairs(path: Path) -> list[dict]:
 # -- variants ---------------------------------------------------------------------------------------
 
 
-def run_bertkit(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
+def run_bertkit(args: argparse.Namespace, files: dict[str, Path], whole: bool = False) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="bench_s2s_"))
     command = [
         bertkit_executable(), "-q", "finetune", "seq2seq", "--model", minilm_dir(),
@@ -138,6 +138,7 @@ def run_bertkit(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, A
         "--seq2seq.max_target_length", str(args.max_target_length),
         "--num-beams", str(args.num_beams), "--max-new-tokens", str(args.max_new_tokens),
         *(["--decoder", args.decoder] if args.decoder else []),
+        *(["--train.compact_embeddings", "false"] if whole else []),
     ]  # fmt: skip
     subprocess.run(command, check=True)
     figures = bertkit_figures(out)
@@ -302,7 +303,10 @@ def main() -> None:
     args = parse_args()
     if args.run_one:
         files = {s: Path(args.work) / f"{s}.jsonl" for s in ("train", "dev", "test")}
-        result = run_bertkit(args, files) if args.run_one == "bertkit" else run_trainer(args, files)
+        if args.run_one.startswith("bertkit"):
+            result = run_bertkit(args, files, whole=args.run_one == "bertkit-whole")
+        else:
+            result = run_trainer(args, files)
         Path(args.json_out).write_text(json.dumps(result))
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_s2s_data_"))
@@ -327,10 +331,10 @@ def main() -> None:
 
 def report(rows: list[dict], kind: str) -> None:
     metric = MAIN_METRIC[kind]
-    print(f"\n{'variant':<9} {'ex/s':>7} {'train s':>8} {'wall s':>8} {'peak MB':>8} {metric:>10}")
+    print(f"\n{'variant':<13} {'ex/s':>7} {'train s':>8} {'wall s':>8} {'peak MB':>8} {metric:>10}")
     for r in rows:
         print(
-            f"{r['variant']:<9} {r['train_examples_per_s']:>7.2f} {r['train_seconds']:>8.1f} "
+            f"{r['variant']:<13} {r['train_examples_per_s']:>7.2f} {r['train_seconds']:>8.1f} "
             f"{r['wall_seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['score']:>10.2f}"
         )
     by_name = {r["variant"]: r for r in rows}
@@ -341,6 +345,10 @@ def report(rows: list[dict], kind: str) -> None:
             f"bertkit/HF-bf16: training throughput x{speed:.2f}, "
             f"test {metric} {ours['score']:.2f} vs {ref['score']:.2f}"
         )
+    whole = by_name.get("bertkit-whole")
+    if ours and whole:
+        speed = ours["train_examples_per_s"] / whole["train_examples_per_s"]
+        print(f"bertkit/bertkit-whole (compact encoder embedding): training throughput x{speed:.2f}")
     if ours:
         speed = ours["generate_seq_per_s"] / ours["plain_generate_seq_per_s"]
         print(

@@ -151,6 +151,12 @@ class TrainConfig:
         "on the CPU, draw dropout masks from 16 random bits per element (about 4x cheaper than torch's; "
         "a third of a step goes to attention dropout at 300 sub-words); off: torch's own dropout",
     )
+    compact_embeddings: bool = option(
+        True,
+        "train only the word-embedding rows of tokens the training data holds, as one smaller "
+        "parameter (the same weights: the others get zero gradients; a third of a MiniLM step on "
+        "SST-2 goes to the whole matrix); off: the whole matrix",
+    )
     log_every: int = option(10, "write a training-log line every N steps", ge=1)
     resume: str | None = option(None, "continue the interrupted run saved in this directory", "--resume")
 

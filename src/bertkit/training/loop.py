@@ -11,6 +11,7 @@ would take with an N times larger batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from bertkit.config import TrainConfig
 from bertkit.data.batching import EpochBatches, epoch_batches
 from bertkit.data.features import FeatureSource, as_feature_source
 from bertkit.errors import BertkitError
+from bertkit.modeling.compact import CompactEmbedding, compact_embeddings, track_decay
 from bertkit.modeling.dropout import use_fast_dropout
 from bertkit.tasks.base import Task
 from bertkit.training import distributed
@@ -69,57 +71,71 @@ def fit(
     model.to(runtime.device).train()
     if cfg.fast_dropout and runtime.device.type == "cpu":
         use_fast_dropout(model)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    global_batch = cfg.batch_size * runtime.world_size
-    batches_per_epoch = math.ceil(len(source) / global_batch)
-    if batches_per_epoch == 0:
-        raise BertkitError("no training features: every training record was empty or skipped")
-    total_steps = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(batches_per_epoch / cfg.grad_accum))
-    state = LoopState(total_steps=total_steps, source=source.fingerprint)
-    saved = load_training_state(Path(cfg.resume), model) if cfg.resume else None
-    if saved is not None:
-        rng = rank_rng_state(Path(cfg.resume), saved, runtime)  # refuses another number of processes
-        state = resumed_state(Path(cfg.resume), saved, source, fingerprint)
-        if state.total_steps != total_steps:  # the schedule is the checkpoint's, not a recomputed one
-            log.warning(
-                "resuming a run of %d steps (this config alone gives %d)", state.total_steps, total_steps
-            )
-    scheduler = make_scheduler(optimizer, state.total_steps, cfg.warmup_ratio)
-    if saved is not None:
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(rng)
-    elif runtime.world_size > 1:
-        torch.manual_seed(cfg.seed + runtime.rank)  # each rank its own dropout draws
-    if runtime.is_main:
-        train_log.start(state.step if saved is not None else None)
-    run = Run(model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint)
-    try:
-        with StopRequest() as stop:
-            while state.step < state.total_steps and not state.stopped_early:
-                batches = epoch_batches(source.lengths, global_batch, cfg.seed + state.epoch)
-                for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
-                    end_of_epoch = run.optimizer_step(batches)
-                    give_way()
-                    evaluated = False
-                    if evaluate and eval_due(cfg, state.step, end_of_epoch, state.total_steps):
-                        run_eval(model, task, evaluate, on_best, cfg, state, train_log, runtime)
-                        evaluated = True
-                        if on_eval:
-                            on_eval(state.step, state.history[-1])
-                    done = state.step >= state.total_steps or state.stopped_early
-                    signum = distributed.max_across(stop.signum or 0)  # a signal to one rank stops them all
-                    if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or signum):
-                        run.save(checkpoint_dir)
-                    if signum:
-                        raise Interrupted(signum, state.step, checkpoint_dir)
-                    if done:
-                        break
-    finally:
-        run.bar.close()  # first: a message on why the run stopped then starts its own line
-    run.close()
-    distributed.barrier()  # rank 0's last saves are on disk before any rank reads them back
-    return state
+    # the special ids too: a collate may add [CLS]/[SEP] to features that hold the text alone
+    specials = getattr(getattr(task, "tokenizer", None), "all_special_ids", [])
+    compacting = (
+        compact_embeddings(model, source, specials) if cfg.compact_embeddings else contextlib.nullcontext()
+    )
+    with compacting as compact:  # the trained nn.Embedding is back in place when fit returns
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        if compact is not None:
+            track_decay(optimizer, compact)
+        global_batch = cfg.batch_size * runtime.world_size
+        batches_per_epoch = math.ceil(len(source) / global_batch)
+        if batches_per_epoch == 0:
+            raise BertkitError("no training features: every training record was empty or skipped")
+        total_steps = cfg.max_steps or math.ceil(cfg.epochs * math.ceil(batches_per_epoch / cfg.grad_accum))
+        state = LoopState(total_steps=total_steps, source=source.fingerprint)
+        start = compact.frozen.clone() if compact is not None and cfg.resume else None
+        saved = load_training_state(Path(cfg.resume), model) if cfg.resume else None
+        if saved is not None:
+            rng = rank_rng_state(Path(cfg.resume), saved, runtime)  # refuses another number of processes
+            state = resumed_state(Path(cfg.resume), saved, source, fingerprint)
+            if compact is not None:
+                compact.resume(start, resumed_decay(Path(cfg.resume), saved))
+            if state.total_steps != total_steps:  # the schedule is the checkpoint's, not a recomputed one
+                log.warning(
+                    "resuming a run of %d steps (this config alone gives %d)", state.total_steps, total_steps
+                )
+        scheduler = make_scheduler(optimizer, state.total_steps, cfg.warmup_ratio)
+        if saved is not None:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            set_rng_state(rng)
+        elif runtime.world_size > 1:
+            torch.manual_seed(cfg.seed + runtime.rank)  # each rank its own dropout draws
+        if runtime.is_main:
+            train_log.start(state.step if saved is not None else None)
+        run = Run(model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint)
+        run.compact = compact
+        try:
+            with StopRequest() as stop:
+                while state.step < state.total_steps and not state.stopped_early:
+                    batches = epoch_batches(source.lengths, global_batch, cfg.seed + state.epoch)
+                    for _ in range(state.batch_in_epoch, len(batches), cfg.grad_accum):
+                        end_of_epoch = run.optimizer_step(batches)
+                        give_way()
+                        evaluated = False
+                        if evaluate and eval_due(cfg, state.step, end_of_epoch, state.total_steps):
+                            run_eval(model, task, evaluate, on_best, cfg, state, train_log, runtime)
+                            evaluated = True
+                            if on_eval:
+                                on_eval(state.step, state.history[-1])
+                        done = state.step >= state.total_steps or state.stopped_early
+                        signum = distributed.max_across(
+                            stop.signum or 0
+                        )  # a signal to one rank stops them all
+                        if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or signum):
+                            run.save(checkpoint_dir)
+                        if signum:
+                            raise Interrupted(signum, state.step, checkpoint_dir)
+                        if done:
+                            break
+        finally:
+            run.bar.close()  # first: a message on why the run stopped then starts its own line
+        run.close()
+        distributed.barrier()  # rank 0's last saves are on disk before any rank reads them back
+        return state
 
 
 class Run:
@@ -143,6 +159,7 @@ class Run:
         self.fingerprint = fingerprint
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.loss_module: torch.nn.Module | None = None  # made with the first batch (see loss_module)
+        self.compact: CompactEmbedding | None = None  # the word embedding's trained rows, if compacted
         self.bar = tqdm(
             total=state.total_steps,
             initial=state.step,
@@ -203,6 +220,8 @@ class Run:
         rngs = distributed.gather_objects(rng_state())
         if self.runtime.is_main:
             state = training_state(self.state, self.optimizer, self.scheduler, self.fingerprint)
+            if self.compact is not None:
+                state["compact_decay"] = self.compact.decay
             if self.runtime.world_size > 1:
                 state.update(world_size=self.runtime.world_size, rank_rng=rngs)
             save_training_state(checkpoint_dir, self.model, state)
@@ -296,6 +315,16 @@ def rank_rng_state(ckpt_dir: Path, saved: dict, runtime: Runtime) -> dict:
             f"{written_by} (this run has {runtime.world_size}), or start a new run"
         )
     return saved["rank_rng"][runtime.rank] if "rank_rng" in saved else saved["rng"]
+
+
+def resumed_decay(ckpt_dir: Path, saved: dict) -> float:
+    """The weight decay that the compacted embedding's frozen rows have had in the saved run."""
+    if "compact_decay" not in saved:
+        raise BertkitError(
+            f"{ckpt_dir}: the checkpoint was trained with the whole word-embedding matrix; resume it with "
+            "--train.compact_embeddings false"
+        )
+    return saved["compact_decay"]
 
 
 def resumed_state(

@@ -28,6 +28,7 @@ TRAIN_FIELDS = (
     "warmup_ratio",
     "max_grad_norm",
     "seed",
+    "compact_embeddings",  # the optimizer state's shape
 )
 MODEL_EXCLUDED = ("trust_remote_code",)
 DATA_FIELDS = ("format", "on_bad_line", "dev_fraction")
