@@ -22,6 +22,7 @@ loss, optimizer, clip, collate, other ops, overhead) and the MFU. Run it on a qu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -199,6 +200,7 @@ def label_shared_calls() -> None:
 def prepare_bertkit(cfg: Any, task: Any, features: list, batches: Any, steps: int) -> Prepared:
     """bertkit's loop step, set up as fit() sets it up, stepping through ``batches`` from batch k."""
     from bertkit.data.features import InMemoryFeatures
+    from bertkit.modeling.compact import compact_embeddings, track_decay
     from bertkit.modeling.dropout import use_fast_dropout
     from bertkit.training.loop import Run
     from bertkit.training.optim import make_optimizer, make_scheduler
@@ -211,12 +213,19 @@ def prepare_bertkit(cfg: Any, task: Any, features: list, batches: Any, steps: in
     model = task.build_model().to(runtime.device).train()
     if cfg.train.fast_dropout and runtime.device.type == "cpu":
         use_fast_dropout(model)
+    source = InMemoryFeatures(features)
+    compact = None
+    if cfg.train.compact_embeddings:  # as fit() does it; the block stays open for the script's life
+        specials = task.tokenizer.all_special_ids
+        compact = contextlib.ExitStack().enter_context(compact_embeddings(model, source, specials))
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay)
+    if compact is not None:
+        track_decay(optimizer, compact)
     scheduler = make_scheduler(optimizer, steps, cfg.train.warmup_ratio)
     state = LoopState(total_steps=steps)
     task.collate = labelled("collate", task.collate)  # the instance's attribute: Run calls task.collate
-    run = Run(model, task, InMemoryFeatures(features), cfg.train, runtime, optimizer, scheduler, state,
-              TrainLog(None), None)  # fmt: skip
+    run = Run(model, task, source, cfg.train, runtime, optimizer, scheduler, state, TrainLog(None), None)
+    run.compact = compact
 
     def step(k: int) -> None:
         state.batch_in_epoch = k
