@@ -41,9 +41,17 @@ from harness import (  # noqa: E402
     trainer_arguments,
 )
 
-# bertkit-whole: the whole top layer and the whole word-embedding matrix trained, as before 2026-12-08
+# bertkit-whole: the whole top layer, the whole word-embedding matrix and the fp32 residual stream, as
+# bertkit trained before 2026-12-08
 VARIANTS = ("bertkit", "bertkit-whole", "bertkit-fp32", "B0", "B1", "B1-bf16")
-WHOLE = ("--train.compact_embeddings", "false", "--classify.first_token_top", "false")
+WHOLE = (
+    "--train.compact_embeddings",
+    "false",
+    "--classify.first_token_top",
+    "false",
+    "--train.bf16_stream",
+    "false",
+)
 # GLUE folder, text column, pair column (None for single sentences)
 TASKS = {"sst2": ("glue_sst2", "sentence", None), "rte": ("glue_rte", "sentence1", "sentence2")}
 HYPER = {

@@ -40,7 +40,7 @@ from harness import (  # noqa: E402
 )
 
 # bertkit-fp32 and B1-bf16 separate what bf16 buys from what the rest of bertkit buys; bertkit-whole
-# trains the whole word-embedding matrix (--train.compact_embeddings false), as before 2026-12-08.
+# trains the whole word-embedding matrix with an fp32 residual stream, as bertkit did before 2026-12-08.
 VARIANTS = ("bertkit", "bertkit-whole", "bertkit-fp32", "B0", "B1", "B1-bf16")
 
 SPLIT_FILES = {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"}
@@ -287,7 +287,8 @@ def run_bertkit(args: argparse.Namespace, variant: str) -> dict[str, Any]:
             write_conll(load_splits(args)["train"], train)
         out_dir = Path(tmp) / "out"
         precision = "fp32" if variant == "bertkit-fp32" else "auto"
-        whole = ("--train.compact_embeddings", "false") if variant == "bertkit-whole" else ()
+        whole = ("--train.compact_embeddings", "false", "--train.bf16_stream", "false")
+        whole = whole if variant == "bertkit-whole" else ()
         subprocess.run(bertkit_command(args, train, out_dir, precision, whole), check=True)
         figures = bertkit_figures(out_dir)
     after = figures["metrics"]["after"]

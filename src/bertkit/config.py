@@ -151,6 +151,12 @@ class TrainConfig:
         "on the CPU, draw dropout masks from 16 random bits per element (about 4x cheaper than torch's; "
         "a third of a step goes to attention dropout at 300 sub-words); off: torch's own dropout",
     )
+    bf16_stream: bool = option(
+        True,
+        "under bf16, cast the embeddings' output to bf16 so that the residual stream between the layers "
+        "is bf16 (Megatron-LM's default), not fp32 cast again at every linear layer; the weights and "
+        "the optimizer stay fp32. off: the fp32 stream of torch's autocast alone",
+    )
     compact_embeddings: bool = option(
         True,
         "train only the word-embedding rows of tokens the training data holds, as one smaller "

@@ -168,6 +168,29 @@ def assert_log_of_one_run(out: Path, steps: int, evals: list[int]) -> None:
     assert [e["event"] for e in log].count("train_end") == 1 and log[-1]["event"] == "train_end"
 
 
+def test_resume_dir_alone_continues_from_its_run_yaml(
+    tiny_bert, synthetic_ner, tmp_path, monkeypatch, capsys
+):
+    # run.yaml holds what the task resolved from the data (tag scheme "auto" -> "iob2"), the
+    # checkpoint's fingerprint what was given: `--resume DIR` alone must match both
+    args = ["--train.max_steps", "12", "--train.eval_every", "3"]
+    full = tmp_path / "full"
+    assert main(finetune_args(tiny_bert, synthetic_ner, full, *args)) == 0
+    broken = tmp_path / "broken"
+    after_step(monkeypatch, 8, crash)
+    assert main(finetune_args(tiny_bert, synthetic_ner, broken, *args)) == 130
+    monkeypatch.undo()
+    assert "tag_scheme: iob2" in (broken / "run.yaml").read_text()
+    assert main(["-q", "finetune", "ner", "--resume", str(broken)]) == 0
+    a = load_file(str(full / "checkpoint" / "model.safetensors"))
+    b = load_file(str(broken / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    capsys.readouterr()
+    assert main(["-q", "finetune", "ner", "--resume", str(broken), "--ner.tag_scheme", "bioes"]) == 2
+    # the resumed run's checkpoint was given iob2 (its run.yaml); another scheme is still refused
+    assert "ner.tag_scheme: 'iob2' in the checkpoint, 'bioes' now" in capsys.readouterr().err
+
+
 def test_resume_with_gradient_accumulation_gives_the_same_weights_and_log(
     tiny_bert, synthetic_ner, reference, tmp_path, monkeypatch
 ):

@@ -16,6 +16,7 @@ from bertkit.config import (
     load_yaml,
     merge,
     overrides_from_args,
+    resumed_run_yaml,
 )
 from bertkit.data import registry
 from bertkit.errors import BertkitError
@@ -71,15 +72,17 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The run's config: defaults < a registered data set's needs < ``--config`` YAML < flags."""
+    """The run's config: defaults < a registered data set's needs < ``--config`` YAML (for ``--resume
+    DIR`` without one, ``DIR/run.yaml``) < flags."""
     overrides: dict[str, Any] = {}
     cli = overrides_from_args(args)
     cli.pop("tune", None)  # the search space of `bertkit tune`, not part of a run
     dataset = cli.get("data", {}).get("dataset")
-    if args.config:
-        overrides = load_yaml(args.config)
+    config = args.config or resumed_run_yaml(cli)  # --resume DIR alone: the run's own run.yaml
+    if config:
+        overrides = load_yaml(config)
         if overrides.get("task", args.task) != args.task:
-            raise BertkitError(f"{args.config} is a {overrides['task']!r} config, not {args.task!r}")
+            raise BertkitError(f"{config} is a {overrides['task']!r} config, not {args.task!r}")
         dataset = dataset or overrides.get("data", {}).get("dataset")
     if dataset:  # the data set's own needs (e.g. Weibo's position suffixes) sit under the user's choices
         overrides = merge(registry.get_spec(dataset).config, overrides)

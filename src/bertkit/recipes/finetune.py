@@ -40,7 +40,7 @@ from bertkit.training.checkpoint import load_weights, save_model
 from bertkit.training.frozen_cache import with_cache
 from bertkit.training.loop import TrainLog, fit
 from bertkit.training.runtime import make_runtime, seed_everything
-from bertkit.training.state import run_fingerprint
+from bertkit.training.state import run_fingerprint, with_resolved
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def finetune(
     # dev and test are read against train's label set, so a label train never saw is caught at its line
     dev = require_records(task.read(paths["dev"]), paths["dev"]) if dev is None else dev
     test = require_records(task.read(paths["test"]), paths["test"]) if paths.get("test") else None
+    fingerprint = with_resolved(fingerprint, cfg)  # what run.yaml says, as well as what was given
     if main:
         write_text(out / "run.yaml", repeatable(cfg).to_yaml())
     train_features = encoded(task, train, "train")

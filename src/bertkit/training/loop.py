@@ -27,6 +27,7 @@ from bertkit.config import TrainConfig
 from bertkit.data.batching import EpochBatches, epoch_batches
 from bertkit.data.features import FeatureSource, as_feature_source
 from bertkit.errors import BertkitError
+from bertkit.modeling.bf16_stream import use_bf16_stream
 from bertkit.modeling.compact import CompactEmbedding, compact_embeddings, track_decay
 from bertkit.modeling.dropout import use_fast_dropout
 from bertkit.tasks.base import Task
@@ -71,6 +72,8 @@ def fit(
     model.to(runtime.device).train()
     if cfg.fast_dropout and runtime.device.type == "cpu":
         use_fast_dropout(model)
+    if cfg.bf16_stream and runtime.precision == "bf16":
+        use_bf16_stream(model)
     # the special ids too: a collate may add [CLS]/[SEP] to features that hold the text alone
     specials = getattr(getattr(task, "tokenizer", None), "all_special_ids", [])
     compacting = (

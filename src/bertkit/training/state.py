@@ -30,6 +30,9 @@ TRAIN_FIELDS = (
     "seed",
     "compact_embeddings",  # the optimizer state's shape
 )
+# fingerprint fields added after checkpoints were written without them, with the value that gives the
+# behaviour those runs had: an old checkpoint resumes with that value given
+ADDED_LATER = {"train.compact_embeddings": False, "classify.first_token_top": False}
 MODEL_EXCLUDED = ("trust_remote_code",)
 DATA_FIELDS = ("format", "on_bad_line", "dev_fraction")
 
@@ -77,9 +80,21 @@ def run_fingerprint(cfg: RunConfig, files: dict[str, str]) -> dict[str, Any]:
         out.pop("model.peft")
     else:
         out.update({f"lora.{k}": v for k, v in dataclasses.asdict(cfg.lora).items()})
-    out.update({f"{cfg.task_name}.{k}": v for k, v in dataclasses.asdict(cfg.task).items()})
+    out.update(task_fields(cfg))
     out.update({f"file.{split}": file_identity(path) for split, path in files.items()})
     return out
+
+
+def task_fields(cfg: RunConfig) -> dict[str, Any]:
+    return {f"{cfg.task_name}.{k}": v for k, v in dataclasses.asdict(cfg.task).items()}
+
+
+def with_resolved(fingerprint: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+    """``fingerprint`` with the task fields the task has since fixed from the training data (``auto``
+    tag scheme -> ``iob2``, entity types, control codes, ...) under ``resolved``: run.yaml writes those
+    values, so that a resume from it (``--resume DIR`` alone) matches them as well as the given ones."""
+    resolved = {k: v for k, v in task_fields(cfg).items() if fingerprint.get(k) != v}
+    return {**fingerprint, "resolved": resolved} if resolved else fingerprint
 
 
 def local_path(value: Any) -> Any:
@@ -99,12 +114,20 @@ def file_identity(path: str | Path) -> str:
 
 
 def fingerprint_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """One ``name: saved -> current`` line per field that differs (a missing field counts as differing)."""
-    names = sorted(set(saved) | set(current))
+    """One ``name: saved -> current`` line per field that differs (a missing field counts as differing,
+    but for one added since, which takes the value that reproduces the runs made before it). A field
+    the saved run resolved from its data matches as given or as resolved."""
+    resolved = saved.get("resolved", {})
+    names = sorted((set(saved) | set(current)) - {"resolved"})
+
+    def value(fingerprint: dict[str, Any], name: str) -> Any:
+        return fingerprint.get(name, ADDED_LATER.get(name, "(absent)"))
+
     return [
-        f"{name}: {saved.get(name, '(absent)')!r} in the checkpoint, {current.get(name, '(absent)')!r} now"
+        f"{name}: {value(saved, name)!r} in the checkpoint, {value(current, name)!r} now"
         for name in names
-        if saved.get(name) != current.get(name)
+        if value(saved, name) != value(current, name)
+        and not (name in resolved and resolved[name] == current.get(name))
     ]
 
 
