@@ -154,6 +154,9 @@ def test_training_the_used_rows_gives_the_weights_of_training_all(tiny_bert, tmp
     # float32 ulps of its factor, scaled away by Adam's normalised step
     for name in left:
         torch.testing.assert_close(left[name], right[name], atol=1e-6, rtol=1e-5)
+    # the best model, saved mid-run by save_pretrained, holds the whole matrix too
+    best = [load_file(str(tmp_path / run / "model.safetensors"))[EMBEDDING] for run in ("rows", "all")]
+    torch.testing.assert_close(best[0], best[1], atol=1e-6, rtol=1e-5)
     unused = start[EMBEDDING.removeprefix("bert.")][-26:]  # the ##letters: in no training text
     assert (left[EMBEDDING][-26:].abs() < 0.99 * unused.abs()).all()  # decayed, not left as they were
     dev = [
