@@ -200,6 +200,7 @@ def label_shared_calls() -> None:
 def prepare_bertkit(cfg: Any, task: Any, features: list, batches: Any, steps: int) -> Prepared:
     """bertkit's loop step, set up as fit() sets it up, stepping through ``batches`` from batch k."""
     from bertkit.data.features import InMemoryFeatures
+    from bertkit.modeling.bf16_stream import use_bf16_stream
     from bertkit.modeling.compact import compact_embeddings, track_decay
     from bertkit.modeling.dropout import use_fast_dropout
     from bertkit.training.loop import Run
@@ -213,11 +214,13 @@ def prepare_bertkit(cfg: Any, task: Any, features: list, batches: Any, steps: in
     model = task.build_model().to(runtime.device).train()
     if cfg.train.fast_dropout and runtime.device.type == "cpu":
         use_fast_dropout(model)
+    if cfg.train.bf16_stream and runtime.precision == "bf16":
+        use_bf16_stream(model)
     source = InMemoryFeatures(features)
-    compact = None
-    if cfg.train.compact_embeddings:  # as fit() does it; the block stays open for the script's life
-        specials = task.tokenizer.all_special_ids
-        compact = contextlib.ExitStack().enter_context(compact_embeddings(model, source, specials))
+    compact, stack = None, contextlib.ExitStack()
+    if cfg.train.compact_embeddings:  # as fit() does it; ``step`` holds the open block (a collected
+        specials = task.tokenizer.all_special_ids  # one would close it and put the matrix back)
+        compact = stack.enter_context(compact_embeddings(model, source, specials))
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay)
     if compact is not None:
         track_decay(optimizer, compact)
@@ -227,7 +230,7 @@ def prepare_bertkit(cfg: Any, task: Any, features: list, batches: Any, steps: in
     run = Run(model, task, source, cfg.train, runtime, optimizer, scheduler, state, TrainLog(None), None)
     run.compact = compact
 
-    def step(k: int) -> None:
+    def step(k: int, block: contextlib.ExitStack = stack) -> None:
         state.batch_in_epoch = k
         run.optimizer_step(batches)
 
