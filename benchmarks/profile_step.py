@@ -227,8 +227,9 @@ def prepare_bertkit(cfg: Any, task: Any, features: list, batches: Any, steps: in
     scheduler = make_scheduler(optimizer, steps, cfg.train.warmup_ratio)
     state = LoopState(total_steps=steps)
     task.collate = labelled("collate", task.collate)  # the instance's attribute: Run calls task.collate
-    run = Run(model, task, source, cfg.train, runtime, optimizer, scheduler, state, TrainLog(None), None)
-    run.compact = compact
+    run = Run(
+        model, task, source, cfg.train, runtime, optimizer, scheduler, state, TrainLog(None), None, compact
+    )
 
     def step(k: int, block: contextlib.ExitStack = stack) -> None:
         state.batch_in_epoch = k

@@ -30,10 +30,8 @@ def use_bf16_stream(model: nn.Module) -> int:
     ``word_embeddings``) to the autocast dtype while autocast is on; returns how many got the hook."""
     hooked = 0
     for module in model.modules():
-        if isinstance(getattr(module, "word_embeddings", None), nn.Module) and not getattr(
-            module, "_bertkit_bf16_stream", False
-        ):
+        embeddings = isinstance(getattr(module, "word_embeddings", None), nn.Module)
+        if embeddings and cast_to_bf16 not in module._forward_hooks.values():
             module.register_forward_hook(cast_to_bf16)
-            module._bertkit_bf16_stream = True
             hooked += 1
     return hooked

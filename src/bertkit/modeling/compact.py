@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertkit.data.features import ShardedFeatures
 from bertkit.errors import BertkitError
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,13 @@ def compactable(model: nn.Module) -> nn.Embedding | None:
 def used_token_ids(source: Any, added: Iterable[int] = ()) -> np.ndarray:
     """The sorted distinct ``input_ids`` of every feature of ``source`` and the ``added`` ids (those a
     collate function puts in: padding, and ``[CLS]``/``[SEP]`` where features hold the text alone)."""
-    arrays = getattr(source, "shard", None)
-    if arrays is not None and "input_ids" in getattr(source, "fields", ()):
-        # sharded features: read each shard's flat id array rather than rebuilding every feature
+    if isinstance(source, ShardedFeatures) and "input_ids" in source.fields:
+        # read each shard's flat id array rather than rebuilding every feature
         parts = [np.asarray(source.shard(n)["input_ids.ints"]) for n in range(len(source.ends))]
     else:
         parts = [np.asarray(source[i].input_ids, dtype=np.int64) for i in range(len(source))]
     parts.append(np.array(sorted(set(added)), dtype=np.int64))
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(parts))
 
 
 def parent_and_name(model: nn.Module, target: nn.Module) -> tuple[nn.Module, str]:

@@ -49,7 +49,7 @@ def top_layer(model: nn.Module) -> nn.Module | None:
 
 
 def first_position_forward(
-    layer: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Any
+    layer: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """``BertLayer.forward`` for the output at position 0: ``[batch, 1, hidden]``."""
     attention = layer.attention.self
@@ -87,9 +87,9 @@ def first_token_top_layer(model: nn.Module) -> Iterator[bool]:
         yield False
         return
 
-    def forward(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
-        kwargs.pop("cache", None)
-        return first_position_forward(layer, hidden_states, attention_mask, **kwargs)
+    def forward(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *_: Any, **__: Any):
+        # the rest (encoder states, cache) is for decoders, which ``top_layer`` leaves out
+        return first_position_forward(layer, hidden_states, attention_mask)
 
     layer.forward = forward  # an instance attribute: nothing of it is saved, and ``del`` undoes it
     try:

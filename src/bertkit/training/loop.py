@@ -109,8 +109,9 @@ def fit(
             torch.manual_seed(cfg.seed + runtime.rank)  # each rank its own dropout draws
         if runtime.is_main:
             train_log.start(state.step if saved is not None else None)
-        run = Run(model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint)
-        run.compact = compact
+        run = Run(
+            model, task, source, cfg, runtime, optimizer, scheduler, state, train_log, fingerprint, compact
+        )
         try:
             with StopRequest() as stop:
                 while state.step < state.total_steps and not state.stopped_early:
@@ -125,9 +126,8 @@ def fit(
                             if on_eval:
                                 on_eval(state.step, state.history[-1])
                         done = state.step >= state.total_steps or state.stopped_early
-                        signum = distributed.max_across(
-                            stop.signum or 0
-                        )  # a signal to one rank stops them all
+                        # a signal to one rank stops them all
+                        signum = distributed.max_across(stop.signum or 0)
                         if checkpoint_dir and (save_due(cfg, state.step, evaluated) or done or signum):
                             run.save(checkpoint_dir)
                         if signum:
@@ -156,13 +156,14 @@ class Run:
         state: LoopState,
         train_log: TrainLog,
         fingerprint: dict[str, Any] | None,
+        compact: CompactEmbedding | None = None,  # the word embedding's trained rows, if compacted
     ):
         self.model, self.task, self.source, self.cfg, self.runtime = model, task, source, cfg, runtime
         self.optimizer, self.scheduler, self.state, self.train_log = optimizer, scheduler, state, train_log
         self.fingerprint = fingerprint
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.loss_module: torch.nn.Module | None = None  # made with the first batch (see loss_module)
-        self.compact: CompactEmbedding | None = None  # the word embedding's trained rows, if compacted
+        self.compact = compact
         self.bar = tqdm(
             total=state.total_steps,
             initial=state.step,
